@@ -1,0 +1,30 @@
+# Two commands: `make demo` and `make test`. Both set up .venv from the lock file
+# on first use (and again only when the lock or pyproject changes).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+CORES ?= all
+
+.PHONY: demo test lint check clean-demo
+
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements.lock
+	$(BIN)/python -m pip install --disable-pip-version-check -q --no-deps -e .
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/snakemake --cores $(CORES)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/snakemake --lint
+
+check: $(STAMP)
+	$(BIN)/lesionseg check --configfile config/config.yaml
+
+clean-demo:
+	rm -rf results logs benchmarks .snakemake

@@ -1,0 +1,22 @@
+# lesionseg: brain lesion segmentation in multi-modal MRI, from raw scans to report.
+
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "schemas/config.schema.yaml")
+
+
+include: "rules/common.smk"
+include: "rules/datasets.smk"
+
+
+rule all:
+    input:
+        all_targets(),
+    default_target: True
+    localrule: True
