@@ -1,14 +1,9 @@
 # Helpers shared by every stage: the datasets of the config, wildcard constraints,
 # input functions and the list of final targets.
-import os
 import re
 
 from lesionseg.datasets import SUBJECT_ID, datasets_from_config
 from lesionseg.datasets.manifest import read_manifest
-
-# Scripts run in their own Python (and, with --sdm conda, their own environment):
-# let them import the lesionseg package of this checkout.
-os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [workflow.basedir, os.environ.get("PYTHONPATH")]))
 
 DATASETS = datasets_from_config(config)
 SYNTHETIC_DATASETS = [n for n, d in DATASETS.items() if d.is_synthetic]

@@ -34,6 +34,8 @@ class SubjectFiles:
     label: Path | None = None
     # Files a format knows about beside the inputs (e.g. a synthetic subject's true brain mask).
     extras: dict[str, Path] = field(default_factory=dict)
+    # Where each modality was looked for, so a missing file can be reported precisely.
+    expected: dict[str, Path] = field(default_factory=dict)
 
 
 Discover = Callable[[Path, Sequence[str]], list[SubjectFiles]]
@@ -85,7 +87,8 @@ def _discover_prefixed(root: Path, modalities: Sequence[str], sep: str, label_ke
         mask = _find_file(folder / f"{name}{sep}brainmask", NIFTI_SUFFIXES)
         if mask:
             extras["brain_mask"] = mask
-        subjects.append(SubjectFiles(name, images, label, extras))
+        expected = {m: prefixed_path(folder.parent, name, m, sep) for m in modalities}
+        subjects.append(SubjectFiles(name, images, label, extras, expected))
     return subjects
 
 
@@ -147,7 +150,8 @@ def _discover_vsd(
                 label = _vsd_image_in(child, suffixes)
         # Case folders are not unique across grade folders (HG/0001 and LG/0001).
         subject = "_".join(case.relative_to(root).parts) if case != root else case.name
-        subjects.append(SubjectFiles(subject, images, label, extras))
+        expected = {m: case / f"VSD.Brain.XX.O.MR_{tags[m]}.<id>" for m in modalities}
+        subjects.append(SubjectFiles(subject, images, label, extras, expected))
     return subjects
 
 
@@ -191,6 +195,7 @@ def discover_generic(
                 subject,
                 {m: p if p.is_file() else None for m, p in paths.items()},
                 label_path if label_path and label_path.is_file() else None,
+                expected=paths,
             )
         )
     return subjects

@@ -79,7 +79,7 @@ def validate_subject(
     for modality, path in files.images.items():
         if path is None:
             report(
-                f"<{modality}>",
+                files.expected.get(modality, f"<{modality}>"),
                 f"modality {modality!r} not found",
                 "Add the file, or leave the subject out with 'exclude:' in the dataset's config.",
             )
