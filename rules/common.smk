@@ -2,11 +2,12 @@
 # input functions and the list of final targets.
 import re
 
-from lesionseg.datasets import SUBJECT_ID, datasets_from_config
+from pathlib import Path
+
+from lesionseg.datasets import SUBJECT_ID, SYNTHETIC_KINDS, datasets_from_config, synthetic_subject_files
 from lesionseg.datasets.manifest import read_manifest
 
 DATASETS = datasets_from_config(config)
-SYNTHETIC_DATASETS = [n for n, d in DATASETS.items() if d.is_synthetic]
 NOTHING = "(?!x)x"  # a regex that matches no name
 
 
@@ -33,13 +34,17 @@ def synthetic_params(wildcards):
     return {"kind": spec["kind"], "seed": spec["seed"], "spacing_mm": spec["spacing_mm"], "index": index}
 
 
+def synthetic_outputs(kind):
+    """Output patterns of a synthetic subject: images, truth and true brain mask."""
+    files = synthetic_subject_files(kind, Path("results/{dataset}/raw"), "{subject}")
+    return {**{m: str(p) for m, p in files.images.items()}, "label": str(files.label),
+            "brain_mask": str(files.extras["brain_mask"])}
+
+
 def manifest_inputs(wildcards):
-    """Every input file of a dataset (or, for the synthetic cohort, every generated subject)."""
-    dataset = DATASETS[wildcards.dataset]
-    if dataset.is_synthetic:
-        return [f"results/{dataset.name}/raw/{s}" for s in dataset.synthetic_subjects()]
+    """Every input file of a dataset (for the synthetic cohort, the files it will generate)."""
     files = []
-    for subject in dataset.discover():
+    for subject in DATASETS[wildcards.dataset].discover():
         files += [str(p) for p in (*subject.images.values(), subject.label) if p is not None]
     return files
 

@@ -2,24 +2,30 @@
 # split each dataset's subjects into results/{dataset}/subjects.tsv.
 
 
-rule synthesize_subject:
-    output:
-        subject=directory("results/{dataset}/raw/{subject}"),
-        qc="results/{dataset}/qc/synthetic/{subject}.png",
-    log:
-        "logs/{dataset}/synthesize/{subject}.log",
-    params:
-        synthetic=synthetic_params,
-    threads: 1
-    resources:
-        mem_mb=lambda wc: 500 + int(2500 / synthetic_params(wc)["spacing_mm"] ** 3),
-        runtime=lambda wc: 5 + int(5 / synthetic_params(wc)["spacing_mm"] ** 3),
-    wildcard_constraints:
-        dataset=one_of(SYNTHETIC_DATASETS),
-    conda:
-        "../envs/io.yaml"
-    script:
-        "../scripts/synthesize_subject.py"
+# One rule per kind of synthetic cohort: their files follow different releases' naming.
+for kind in SYNTHETIC_KINDS:
+
+    rule:
+        name:
+            f"synthesize_{kind}_subject"
+        output:
+            **synthetic_outputs(kind),
+            qc="results/{dataset}/qc/synthetic/{subject}.png",
+        log:
+            "logs/{dataset}/synthesize/{subject}.log",
+        params:
+            synthetic=synthetic_params,
+            root=lambda wc: f"results/{wc.dataset}/raw",
+        threads: 1
+        resources:
+            mem_mb=lambda wc: 500 + int(2500 / synthetic_params(wc)["spacing_mm"] ** 3),
+            runtime=lambda wc: 5 + int(5 / synthetic_params(wc)["spacing_mm"] ** 3),
+        wildcard_constraints:
+            dataset=one_of(n for n, d in DATASETS.items() if d.is_synthetic and d.synthetic["kind"] == kind),
+        conda:
+            "../envs/io.yaml"
+        script:
+            "../scripts/synthesize_subject.py"
 
 
 checkpoint manifest:

@@ -1,4 +1,4 @@
-"""Generate one subject of the built-in synthetic cohort (rule synthesize_subject)."""
+"""Generate one subject of the built-in synthetic cohort (rules synthesize_<kind>_subject)."""
 
 from pathlib import Path
 
@@ -7,5 +7,6 @@ from lesionseg.logs import log_to_file
 
 log_to_file(snakemake.log[0])
 spec = snakemake.params.synthetic
-root = Path(snakemake.output.subject).parent
-write_synthetic_subject(spec["kind"], spec["seed"], spec["index"], spec["spacing_mm"], root, Path(snakemake.output.qc))
+write_synthetic_subject(
+    spec["kind"], spec["seed"], spec["index"], spec["spacing_mm"], Path(snakemake.params.root), Path(snakemake.output.qc)
+)

@@ -29,13 +29,20 @@ SYNTHETIC_KINDS: dict[str, dict[str, Any]] = {
 }
 
 
+SYNTHETIC_VSD_IDS = {"flair": 10001, "t1": 10002, "t2": 10003, "dwi": 10004, "OT": 10009}
+
+
 def synthetic_subject_ids(kind: str, n_subjects: int) -> list[str]:
     """Names of the generated subjects, ``SynthTumor_000`` ..."""
     return [f"{SYNTHETIC_KINDS[kind]['prefix']}_{i:03d}" for i in range(n_subjects)]
 
 
-def synthetic_subject_files(kind: str, root: Path, subject: str, index: int) -> SubjectFiles:
-    """Where a generated subject's files go, in the naming of the release it imitates."""
+def synthetic_subject_files(kind: str, root: Path, subject: str) -> SubjectFiles:
+    """Where a generated subject's files go, in the naming of the release it imitates.
+
+    Depends on the subject's name only (not its index), so that a rule's output
+    patterns can be made by calling it with ``subject="{subject}"``.
+    """
     spec = SYNTHETIC_KINDS[kind]
     if spec["layout"] == "brats2021":
         images = {m: prefixed_path(root, subject, m, "_") for m in spec["modalities"]}
@@ -45,10 +52,11 @@ def synthetic_subject_files(kind: str, root: Path, subject: str, index: int) -> 
             prefixed_path(root, subject, "seg", "_"),
             {"brain_mask": prefixed_path(root, subject, "brainmask", "_")},
         )
-    # ISLES 2015 numbers every image of every case; keep those ids unique per cohort.
-    ids = {m: 10000 + 10 * index + k for k, m in enumerate(spec["modalities"])}
-    images = {m: vsd_path(root, subject, ISLES2015_TAGS[m], ids[m], ".nii") for m in spec["modalities"]}
-    label = vsd_path(root, subject, "OT", 10000 + 10 * index + 9, ".nii")
+    # ISLES 2015 numbers each image; one number per modality is enough for the readers.
+    images = {
+        m: vsd_path(root, subject, ISLES2015_TAGS[m], SYNTHETIC_VSD_IDS[m], ".nii") for m in spec["modalities"]
+    }
+    label = vsd_path(root, subject, "OT", SYNTHETIC_VSD_IDS["OT"], ".nii")
     return SubjectFiles(subject, images, label, {"brain_mask": root / subject / "brainmask.nii.gz"})
 
 
@@ -86,8 +94,7 @@ class Dataset:
         return self._selected(synthetic_subject_ids(self.synthetic["kind"], self.synthetic["n_subjects"]))
 
     def synthetic_files(self, subject: str) -> SubjectFiles:
-        index = synthetic_subject_ids(self.synthetic["kind"], self.synthetic["n_subjects"]).index(subject)
-        return synthetic_subject_files(self.synthetic["kind"], self.root, subject, index)
+        return synthetic_subject_files(self.synthetic["kind"], self.root, subject)
 
     def discover(self) -> list[SubjectFiles]:
         """The selected subjects' files (by file names only; nothing is opened).

@@ -80,7 +80,11 @@ def _naming_problems(dataset: Dataset, files: SubjectFiles) -> list[Problem]:
 
 
 def validate_subjects(
-    dataset: Dataset, subjects: Sequence[SubjectFiles], threads: int = 1, cache_path: Path | None = None
+    dataset: Dataset,
+    subjects: Sequence[SubjectFiles],
+    threads: int = 1,
+    cache_path: Path | None = None,
+    progress: bool = True,
 ) -> list[Problem]:
     """Problems of all ``subjects``, validated ``threads`` at a time, reusing cached results."""
     cache: dict = {}
@@ -102,7 +106,8 @@ def validate_subjects(
 
     with ThreadPoolExecutor(max_workers=max(1, threads)) as pool:
         results = list(
-            tqdm(pool.map(check, subjects), total=len(subjects), desc=f"validating {dataset.name}", unit="subject")
+            tqdm(pool.map(check, subjects), total=len(subjects), desc=f"validating {dataset.name}", unit="subject",
+                 disable=not progress)
         )
     if cache_path:
         with atomic_path(cache_path) as tmp:
@@ -110,7 +115,9 @@ def validate_subjects(
     return [p for problems in results for p in problems]
 
 
-def build_manifest(dataset: Dataset, threads: int = 1, cache_path: Path | None = None) -> Manifest:
+def build_manifest(
+    dataset: Dataset, threads: int = 1, cache_path: Path | None = None, progress: bool = True
+) -> Manifest:
     """Discover, validate and split a dataset's subjects."""
     found = dataset.discover()
     problems = [
@@ -121,7 +128,7 @@ def build_manifest(dataset: Dataset, threads: int = 1, cache_path: Path | None =
     if not found:
         problems.append(Problem(dataset.name, "-", str(dataset.root), f"no subjects found for format {dataset.format}",
                                 "Check 'root:' and 'format:' (and the 'images:' template for generic datasets)."))
-    problems += validate_subjects(dataset, found, threads, cache_path)
+    problems += validate_subjects(dataset, found, threads, cache_path, progress)
     invalid = {p.subject for p in problems}
     valid = [s for s in found if s.subject not in invalid]
     split = dataset.entry["split"]

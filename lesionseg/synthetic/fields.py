@@ -33,9 +33,13 @@ def smooth_random_field(
     small tensor contractions instead of filtering a full-size noise volume, which
     keeps it cheap at 1 mm.
     """
-    bases = [_gaussian_basis(n, spacing_mm, length_mm) for n in shape]
-    weights = rng.standard_normal(tuple(b.shape[1] for b in bases), dtype=np.float32)
-    return np.einsum("ijk,xi,yj,zk->xyz", weights, *bases, optimize=True).astype(np.float32, copy=False)
+    basis_x, basis_y, basis_z = (_gaussian_basis(n, spacing_mm, length_mm) for n in shape)
+    weights = rng.standard_normal((basis_x.shape[1], basis_y.shape[1], basis_z.shape[1]), dtype=np.float32)
+    # Plain einsum, not BLAS: multi-threaded BLAS rounds differently with the
+    # number of threads, and the same (seed, index) must give the same bits.
+    field = np.einsum("ijk,zk->ijz", weights, basis_z)
+    field = np.einsum("ijz,yj->iyz", field, basis_y)
+    return np.einsum("iyz,xi->xyz", field, basis_x)
 
 
 def inside_fraction(signed_distance_mm: np.ndarray, spacing_mm: float) -> np.ndarray:

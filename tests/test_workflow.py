@@ -1,0 +1,95 @@
+"""Snakemake end to end, on tiny datasets in a temporary working directory."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO, make_prefixed
+from lesionseg.datasets.manifest import read_manifest
+
+pytestmark = pytest.mark.integration
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2"]
+MODS = ["flair", "t1", "t1ce", "t2"]
+
+
+def run(workdir: Path, config: str, *args: str) -> subprocess.CompletedProcess:
+    (workdir / "config.yaml").write_text(config)
+    return subprocess.run(
+        [*SNAKEMAKE, "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"), *args],
+        capture_output=True, text=True, timeout=900,
+    )
+
+
+def brats_config(on_invalid: str = "fail") -> str:
+    return f"datasets:\n  b:\n    format: brats2021\n    root: data\n    on_invalid: {on_invalid}\n"
+
+
+def test_lint_is_clean():
+    result = subprocess.run([*SNAKEMAKE, "--lint"], capture_output=True, text=True, cwd=REPO, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Congratulations" in result.stdout + result.stderr
+
+
+def test_manifest_of_a_real_format_dataset_and_bad_input(tmp_path):
+    make_prefixed(tmp_path / "data", [f"BraTS2021_{i:05d}" for i in range(3)], MODS, "_")
+    result = run(tmp_path, brats_config())
+    assert result.returncode == 0, result.stderr
+    rows = read_manifest(tmp_path / "results/b/subjects.tsv")
+    assert [r["subject"] for r in rows] == ["BraTS2021_00000", "BraTS2021_00001", "BraTS2021_00002"]
+
+    # A broken subject stops the workflow with a message naming subject and file ...
+    bad = tmp_path / "data/BraTS2021_00001/BraTS2021_00001_t1.nii.gz"
+    bad.unlink()
+    result = run(tmp_path, brats_config())
+    assert result.returncode != 0
+    assert "BraTS2021_00001" in result.stderr and "modality 't1' not found" in result.stderr
+    assert "BraTS2021_00001_t1.nii.gz" in result.stderr
+    assert not (tmp_path / "results/b/subjects.tsv").exists()  # nothing that looks complete
+
+    # ... or, with on_invalid: skip, is left out and listed.
+    result = run(tmp_path, brats_config("skip"))
+    assert result.returncode == 0, result.stderr
+    assert [r["subject"] for r in read_manifest(tmp_path / "results/b/subjects.tsv")] == [
+        "BraTS2021_00000", "BraTS2021_00002"]
+    assert "BraTS2021_00001" in (tmp_path / "results/b/invalid_subjects.tsv").read_text()
+
+
+def test_new_subjects_update_the_manifest_and_keep_splits(tmp_path):
+    make_prefixed(tmp_path / "data", [f"BraTS2021_{i:05d}" for i in range(4)], MODS, "_")
+    assert run(tmp_path, brats_config()).returncode == 0
+    before = {r["subject"]: r["split"] for r in read_manifest(tmp_path / "results/b/subjects.tsv")}
+    make_prefixed(tmp_path / "data", [f"BraTS2021_{i:05d}" for i in range(4, 8)], MODS, "_")
+    result = run(tmp_path, brats_config())
+    assert result.returncode == 0, result.stderr
+    after = {r["subject"]: r["split"] for r in read_manifest(tmp_path / "results/b/subjects.tsv")}
+    assert len(after) == 8 and all(after[s] == split for s, split in before.items())
+    # Nothing changed: nothing to do.
+    assert "Nothing to be done" in run(tmp_path, brats_config()).stderr
+
+
+def test_synthetic_cohorts_of_both_kinds_are_generated_validated_and_listed(tmp_path):
+    config = (
+        "datasets:\n"
+        "  tumour:\n    format: synthetic\n    synthetic: {kind: tumor, n_subjects: 2, seed: 0, spacing_mm: 4.0}\n"
+        "  stroke:\n    format: synthetic\n    synthetic: {kind: stroke, n_subjects: 2, seed: 1, spacing_mm: 4.0}\n"
+    )
+    result = run(tmp_path, config)
+    assert result.returncode == 0, result.stderr
+    tumour = read_manifest(tmp_path / "results/tumour/subjects.tsv")
+    assert [r["subject"] for r in tumour] == ["SynthTumor_000", "SynthTumor_001"]
+    assert tumour[0]["t1ce"] == "results/tumour/raw/SynthTumor_000/SynthTumor_000_t1ce.nii.gz"
+    stroke = read_manifest(tmp_path / "results/stroke/subjects.tsv")
+    assert "VSD.Brain.XX.O.MR_DWI." in stroke[0]["dwi"] and stroke[0]["label"].endswith(".nii")
+    for name, subject in (("tumour", "SynthTumor_001"), ("stroke", "SynthStroke_001")):
+        assert (tmp_path / f"results/{name}/qc/synthetic/{subject}.png").stat().st_size > 10_000
+        assert "brain" in (tmp_path / f"logs/{name}/synthesize/{subject}.log").read_text()
+
+    # Growing the cohort generates only the new subject; the others are kept as they are.
+    result = run(tmp_path, config.replace("n_subjects: 2, seed: 0", "n_subjects: 3, seed: 0"), "--dry-run")
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"^synthesize_tumor_subject\s+1$", result.stdout, re.MULTILINE), result.stdout
