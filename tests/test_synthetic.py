@@ -221,3 +221,18 @@ def test_unknown_kind_is_rejected_with_the_allowed_kinds():
 def test_bad_spacing_is_rejected(spacing_mm):
     with pytest.raises(ValueError, match="spacing_mm"):
         synthesize_subject("tumor", 0, 0, spacing_mm)
+
+
+def test_head_template_is_an_average_noise_free_head_with_its_mask():
+    from lesionseg.synthetic import head_template
+
+    template = head_template("t1", spacing_mm=4.0)
+    assert template.image.shape == template.brain_mask.shape
+    volume_ml = template.brain_mask.sum() * 4.0**3 / 1000
+    assert 1100 < volume_ml < 1800
+    outside = (template.brain_mask == 0) & (template.image > 0.5)  # scalp fat around the brain
+    assert outside.sum() > 0.2 * template.brain_mask.sum()
+    again = head_template("t1", spacing_mm=4.0)
+    np.testing.assert_array_equal(template.image, again.image)
+    with pytest.raises(ValueError, match="no synthetic contrast"):
+        head_template("pd")

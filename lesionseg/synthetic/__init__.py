@@ -7,6 +7,14 @@ per ``(seed, index)``.
 """
 
 from lesionseg.synthetic.qc import save_qc_png
-from lesionseg.synthetic.subject import KINDS, MODALITIES, SyntheticSubject, synthesize_subject
+from lesionseg.synthetic.subject import (
+    KINDS,
+    MODALITIES,
+    HeadTemplate,
+    SyntheticSubject,
+    head_template,
+    synthesize_subject,
+)
 
-__all__ = ["KINDS", "MODALITIES", "SyntheticSubject", "save_qc_png", "synthesize_subject"]
+__all__ = ["KINDS", "MODALITIES", "HeadTemplate", "SyntheticSubject", "head_template", "save_qc_png",
+           "synthesize_subject"]

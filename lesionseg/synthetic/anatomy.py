@@ -13,6 +13,7 @@ coordinates are MNI millimetres of the undeformed template.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -39,6 +40,8 @@ OUTLINE_SMOOTHING_MM = 2.0
 # are shrunk around this mean linear scale.
 MEAN_BRAIN_SCALE = 0.88
 HEALTHY_TISSUES = ("gm", "wm", "csf", "skull", "scalp")
+# Range of the thickness of each layer around the brain (mm), drawn per subject.
+LAYER_THICKNESS_MM = {"csf": (1.0, 2.5), "skull": (4.5, 7.0), "scalp": (4.0, 7.0)}
 
 
 @dataclass(frozen=True)
@@ -157,13 +160,32 @@ def template(spacing_mm: float) -> Template:
     )
 
 
-def _random_template_coordinates(rng: np.random.Generator, tpl: Template) -> tuple[np.ndarray, float]:
+def _template_coordinates(
+    tpl: Template, subject_to_template: np.ndarray, shift_vox: np.ndarray, displacement_vox: list[np.ndarray] | None
+) -> np.ndarray:
     """Where each subject voxel samples the template: float32 (3, x, y, z) template voxels.
+
+    A linear map ``subject_to_template`` about the brain centre, a shift and an
+    optional displacement field per axis (template voxels).
+    """
+    shape = tpl.gm.shape
+    centred = [np.arange(n, dtype=np.float32) - c for n, c in zip(shape, tpl.centre_vox, strict=True)]
+    axes = [centred[0][:, None, None], centred[1][None, :, None], centred[2][None, None, :]]
+    coordinates = np.empty((3, *shape), dtype=np.float32)
+    for out_axis in range(3):
+        coordinates[out_axis] = displacement_vox[out_axis] if displacement_vox is not None else 0.0
+        coordinates[out_axis] += np.float32(tpl.centre_vox[out_axis] + shift_vox[out_axis])
+        for in_axis in range(3):
+            coordinates[out_axis] += np.float32(subject_to_template[out_axis, in_axis]) * axes[in_axis]
+    return coordinates
+
+
+def _random_template_coordinates(rng: np.random.Generator, tpl: Template) -> tuple[np.ndarray, float]:
+    """Random template coordinates of a subject's voxels, and its mean linear scale.
 
     Composes a random global affine transform about the brain centre (per-axis
     scale, rotation up to 8 degrees, shift of a few mm) with a smooth random
-    displacement of a few mm. Returns the coordinates and the mean linear scale
-    (subject mm per template mm).
+    displacement of a few mm. The scale is subject mm per template mm.
     """
     spacing = tpl.spacing_mm
     shape = tpl.gm.shape
@@ -172,39 +194,40 @@ def _random_template_coordinates(rng: np.random.Generator, tpl: Template) -> tup
     rotation_vector *= np.deg2rad(np.clip(rng.normal(0.0, 4.0), -8.0, 8.0)) / np.linalg.norm(rotation_vector)
     subject_to_template = Rotation.from_rotvec(rotation_vector).as_matrix() @ np.diag(1.0 / scales)
     shift_vox = rng.normal(0.0, 2.0, size=3) / spacing
-    displacement_vox = rng.uniform(1.5, 3.5) / spacing
-
-    centred = [np.arange(n, dtype=np.float32) - c for n, c in zip(shape, tpl.centre_vox, strict=True)]
-    axes = [centred[0][:, None, None], centred[1][None, :, None], centred[2][None, None, :]]
-    coordinates = np.empty((3, *shape), dtype=np.float32)
-    for out_axis in range(3):
-        coordinates[out_axis] = smooth_random_field(rng, shape, spacing, 20.0) * np.float32(displacement_vox)
-        coordinates[out_axis] += np.float32(tpl.centre_vox[out_axis] + shift_vox[out_axis])
-        for in_axis in range(3):
-            coordinates[out_axis] += np.float32(subject_to_template[out_axis, in_axis]) * axes[in_axis]
-    return coordinates, float(np.mean(scales))
+    amplitude_vox = np.float32(rng.uniform(1.5, 3.5) / spacing)
+    displacement = [smooth_random_field(rng, shape, spacing, 20.0) * amplitude_vox for _ in range(3)]
+    return _template_coordinates(tpl, subject_to_template, shift_vox, displacement), float(np.mean(scales))
 
 
 def _head_layers(
-    rng: np.random.Generator, outline_distance_mm: np.ndarray, spacing_mm: float
+    outline_distance_mm: np.ndarray, spacing_mm: float, thickness_mm: tuple[float, float, float],
+    modulation: np.ndarray | float = 1.0,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Fractions inside the skull, of skull and of scalp, float32 (x, y, z).
 
-    Shells of random thickness (varying smoothly over the head) outside the brain
-    outline: CSF 1-2.5 mm, skull 4.5-7 mm, scalp 4-7 mm.
+    Shells outside the brain outline of ``thickness_mm`` (CSF, skull, scalp),
+    scaled per voxel by ``modulation``.
     """
-    modulation = np.clip(1.0 + 0.2 * smooth_random_field(rng, outline_distance_mm.shape, spacing_mm, 30.0), 0.5, None)
-    csf_mm, skull_mm, scalp_mm = rng.uniform(1.0, 2.5), rng.uniform(4.5, 7.0), rng.uniform(4.0, 7.0)
+    csf_mm, skull_mm, scalp_mm = thickness_mm
     inner_skull = inside_fraction(outline_distance_mm - csf_mm * modulation, spacing_mm)
     outer_skull = inside_fraction(outline_distance_mm - (csf_mm + skull_mm) * modulation, spacing_mm)
     head = inside_fraction(outline_distance_mm - (csf_mm + skull_mm + scalp_mm) * modulation, spacing_mm)
     return inner_skull, outer_skull - inner_skull, head - outer_skull
 
 
-def random_anatomy(rng: np.random.Generator, spacing_mm: float) -> tuple[Anatomy, np.ndarray]:
-    """A randomly deformed healthy head, and its grid's voxel -> world affine (4x4, mm)."""
-    tpl = template(spacing_mm)
-    coordinates, scale = _random_template_coordinates(rng, tpl)
+def _random_head_layers(
+    rng: np.random.Generator, outline_distance_mm: np.ndarray, spacing_mm: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Head layers of random thickness varying smoothly over the head (see :data:`LAYER_THICKNESS_MM`)."""
+    modulation = np.clip(1.0 + 0.2 * smooth_random_field(rng, outline_distance_mm.shape, spacing_mm, 30.0), 0.5, None)
+    thickness = tuple(rng.uniform(*LAYER_THICKNESS_MM[layer]) for layer in ("csf", "skull", "scalp"))
+    return _head_layers(outline_distance_mm, spacing_mm, thickness, modulation)
+
+
+def _anatomy(
+    tpl: Template, coordinates: np.ndarray, scale: float, layers: Callable[[np.ndarray], tuple[np.ndarray, ...]]
+) -> Anatomy:
+    """Warp the template to ``coordinates``, add the head ``layers`` and fill the rest with CSF."""
 
     def warp(volume: np.ndarray, mode: str) -> np.ndarray:
         return ndi.map_coordinates(volume, coordinates, order=1, mode=mode, cval=0.0, output=np.float32)
@@ -212,7 +235,7 @@ def random_anatomy(rng: np.random.Generator, spacing_mm: float) -> tuple[Anatomy
     gm, wm = warp(tpl.gm, "constant"), warp(tpl.wm, "constant")
     # Template distances shrink with the brain; 'nearest' keeps far voxels in air.
     outline_distance_mm = warp(tpl.outline_distance_mm, "nearest") * np.float32(scale)
-    inside_skull, skull, scalp = _head_layers(rng, outline_distance_mm, spacing_mm)
+    inside_skull, skull, scalp = layers(outline_distance_mm)
 
     # GM and WM may not fill more than the space inside the skull; CSF fills the rest.
     parenchyma = gm + wm
@@ -227,4 +250,22 @@ def random_anatomy(rng: np.random.Generator, spacing_mm: float) -> tuple[Anatomy
         mni_mm[axis] *= np.float32(tpl.affine[axis, axis])
         mni_mm[axis] += np.float32(tpl.affine[axis, 3])
     fractions = {"gm": gm, "wm": wm, "csf": csf, "skull": skull, "scalp": scalp}
-    return Anatomy(fractions, outline_distance_mm, mni_mm), tpl.affine.copy()
+    return Anatomy(fractions, outline_distance_mm, mni_mm)
+
+
+def random_anatomy(rng: np.random.Generator, spacing_mm: float) -> tuple[Anatomy, np.ndarray]:
+    """A randomly deformed healthy head, and its grid's voxel -> world affine (4x4, mm)."""
+    tpl = template(spacing_mm)
+    coordinates, scale = _random_template_coordinates(rng, tpl)
+    anatomy = _anatomy(tpl, coordinates, scale, lambda distance: _random_head_layers(rng, distance, spacing_mm))
+    return anatomy, tpl.affine.copy()
+
+
+def mean_anatomy(spacing_mm: float) -> tuple[Anatomy, np.ndarray]:
+    """The cohort's average head: undeformed brain at the mean scale, mid-range layer thicknesses."""
+    tpl = template(spacing_mm)
+    coordinates = _template_coordinates(tpl, np.eye(3) / MEAN_BRAIN_SCALE, np.zeros(3), None)
+    thickness = tuple(float(np.mean(LAYER_THICKNESS_MM[layer])) for layer in ("csf", "skull", "scalp"))
+    anatomy = _anatomy(tpl, coordinates, MEAN_BRAIN_SCALE,
+                       lambda distance: _head_layers(distance, spacing_mm, thickness))
+    return anatomy, tpl.affine.copy()

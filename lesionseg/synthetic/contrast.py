@@ -102,3 +102,9 @@ def render_images(
         sigma = rng.uniform(*NOISE_FRACTION_OF_WM[modality]) * means["wm"] * gain
         images[modality] = rician(rng, signal, sigma)
     return images
+
+
+def render_noise_free(fractions: Mapping[str, np.ndarray], modality: str) -> np.ndarray:
+    """The mean-contrast image of ``modality`` (no texture, bias field or noise), float32 (x, y, z)."""
+    shape = next(iter(fractions.values())).shape
+    return _tissue_signal(fractions, MEAN_INTENSITY[modality], np.zeros(shape, dtype=np.float32))

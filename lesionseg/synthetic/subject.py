@@ -7,8 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lesionseg.synthetic.anatomy import random_anatomy
-from lesionseg.synthetic.contrast import render_images
+from lesionseg.synthetic.anatomy import mean_anatomy, random_anatomy
+from lesionseg.synthetic.contrast import render_images, render_noise_free
 from lesionseg.synthetic.lesions import STROKE_LABELS, TUMOUR_LABELS, add_lesion
 
 KINDS: tuple[str, ...] = ("tumor", "stroke")
@@ -90,3 +90,25 @@ def simulate(kind: str, seed: int, index: int, spacing_mm: float = 2.0) -> Simul
 def synthesize_subject(kind: str, seed: int, index: int, spacing_mm: float = 2.0) -> SyntheticSubject:
     """Generate subject ``index`` of the synthetic cohort ``seed`` (see :func:`simulate`)."""
     return simulate(kind, seed, index, spacing_mm).subject
+
+
+@dataclass
+class HeadTemplate:
+    """An average head of the synthetic population, for template-based skull-stripping.
+
+    ``image``: float32 (x, y, z), one modality, without texture, bias or noise;
+    ``brain_mask``: uint8 0/1; ``affine``: 4x4 RAS+ (mm).
+    """
+
+    image: np.ndarray
+    brain_mask: np.ndarray
+    affine: np.ndarray
+
+
+def head_template(modality: str, spacing_mm: float = 2.0) -> HeadTemplate:
+    """The undeformed, lesion-free head of the cohort in ``modality`` contrast, with its brain mask."""
+    if modality not in {m for mods in MODALITIES.values() for m in mods}:
+        raise ValueError(f"no synthetic contrast for modality {modality!r}; allowed: {sorted(set(sum(MODALITIES.values(), ())))}")
+    anatomy, affine = mean_anatomy(_checked_spacing(KINDS[0], spacing_mm))
+    image = render_noise_free(anatomy.fractions, modality)
+    return HeadTemplate(image, (anatomy.inside_skull > 0.5).astype(np.uint8), affine)
