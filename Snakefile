@@ -13,10 +13,11 @@ validate(config, "schemas/config.schema.yaml")
 
 include: "rules/common.smk"
 include: "rules/datasets.smk"
+include: "rules/preprocessing.smk"
 
 
 rule all:
     input:
-        all_targets(),
+        all_targets,
     default_target: True
     localrule: True

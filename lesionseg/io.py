@@ -192,3 +192,22 @@ def write_nifti(
 def write_volume(path: str | os.PathLike, volume: Volume, dtype: np.dtype | type | None = None) -> Path:
     """Write a :class:`Volume` as NIfTI, atomically."""
     return write_nifti(path, volume.data, volume.affine, dtype)
+
+
+def read_channels(paths: list[str | os.PathLike]) -> Volume:
+    """Stack images into one ``(x, y, z, c)`` float32 volume; a 4D file contributes all its channels.
+
+    All files must share one grid (validation checked it for a dataset's inputs).
+    """
+    channels, affine, origin_path = [], None, None
+    for path in paths:
+        volume = read_image(path)
+        data = volume.data if volume.data.ndim == 4 else volume.data[..., None]
+        if affine is None:
+            affine, origin_path = volume.affine, path
+        elif data.shape[:3] != channels[0].shape[:3] or not np.allclose(volume.affine, affine, atol=1e-3):
+            raise ValueError(f"{path} is not on the grid of {origin_path}; co-register the modalities first")
+        channels.append(data)
+    if not channels:
+        raise ValueError("no image to read")
+    return Volume(np.concatenate(channels, axis=-1), affine)

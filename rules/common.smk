@@ -1,11 +1,14 @@
 # Helpers shared by every stage: the datasets of the config, wildcard constraints,
 # input functions and the list of final targets.
+import os
 import re
 
+from functools import lru_cache
 from pathlib import Path
 
 from lesionseg.datasets import SUBJECT_ID, SYNTHETIC_KINDS, datasets_from_config, synthetic_subject_files
-from lesionseg.datasets.manifest import read_manifest
+from lesionseg.datasets.manifest import LABEL_COLUMN, read_manifest
+from lesionseg.preprocessing.settings import SYNTHETIC_TEMPLATE, fingerprint
 
 DATASETS = datasets_from_config(config)
 NOTHING = "(?!x)x"  # a regex that matches no name
@@ -53,16 +56,72 @@ def manifest_runtime(wildcards, input):
     return 10 + len(input) // 20
 
 
+@lru_cache(maxsize=None)
+def _manifest_rows(path, mtime_ns):
+    return {row["subject"]: row for row in read_manifest(path)}
+
+
+def manifest_rows(dataset):
+    """Rows of a dataset's manifest by subject (available once its checkpoint has run)."""
+    path = checkpoints.manifest.get(dataset=dataset).output.subjects
+    return _manifest_rows(path, os.stat(path).st_mtime_ns)
+
+
 def manifest_subjects(dataset, split=None):
-    """Valid subjects of a dataset (after its manifest checkpoint), optionally of one split."""
-    rows = read_manifest(checkpoints.manifest.get(dataset=dataset).output.subjects)
-    return [r["subject"] for r in rows if split is None or r["split"] == split]
+    """Valid subjects of a dataset, optionally of one split."""
+    return [s for s, row in manifest_rows(dataset).items() if split is None or row["split"] == split]
 
 
-def all_targets():
+def labelled_subjects(dataset):
+    return [s for s, row in manifest_rows(dataset).items() if row[LABEL_COLUMN]]
+
+
+def raw_images(wildcards):
+    """The subject's input images, in the dataset's channel order."""
+    row = manifest_rows(wildcards.dataset)[wildcards.subject]
+    return [row[m] for m in DATASETS[wildcards.dataset].modalities]
+
+
+def raw_label(wildcards):
+    label = manifest_rows(wildcards.dataset)[wildcards.subject][LABEL_COLUMN]
+    if not label:
+        raise ValueError(f"subject {wildcards.subject} of dataset {wildcards.dataset} has no label")
+    return label
+
+
+def preprocessing_settings(wildcards):
+    return DATASETS[wildcards.dataset].preprocessing
+
+
+def preprocessing_fingerprint(wildcards):
+    dataset = DATASETS[wildcards.dataset]
+    return fingerprint(dataset.preprocessing, dataset.modalities)
+
+
+def preprocessing_records(wildcards):
+    """The step records of a subject's preprocessing, in the order the steps ran."""
+    steps = ["skull_strip", "bias_correction", "resample"]
+    if preprocessing_settings(wildcards)["coregister"]["enabled"]:
+        steps.insert(0, "coregister")
+    return [f"results/{wildcards.dataset}/preprocessing/{wildcards.subject}/{step}.json" for step in steps]
+
+
+def preprocessing_targets(dataset):
+    """Final preprocessing outputs of every valid subject of a dataset."""
+    targets = []
+    for subject in manifest_subjects(dataset):
+        out = f"results/{dataset}/preprocessed/{subject}"
+        targets += [f"{out}/image.nii.gz", f"{out}/provenance.json", f"results/{dataset}/brain_masks/{subject}.nii.gz",
+                    f"results/{dataset}/qc/preprocessing/{subject}.png"]
+    targets += [f"results/{dataset}/preprocessed/{s}/label.nii.gz" for s in labelled_subjects(dataset)]
+    return targets
+
+
+def all_targets(wildcards):
     targets = []
     for name, dataset in DATASETS.items():
         targets += [f"results/{name}/subjects.tsv", f"results/{name}/invalid_subjects.tsv"]
         if dataset.is_synthetic:
             targets += [f"results/{name}/qc/synthetic/{s}.png" for s in dataset.synthetic_subjects()]
+        targets += preprocessing_targets(name)
     return targets

@@ -15,6 +15,7 @@ from typing import Any
 from lesionseg.config import ConfigError
 from lesionseg.datasets.formats import FORMATS, ISLES2015_TAGS, SubjectFiles, discover_generic, prefixed_path, vsd_path
 from lesionseg.labels import LabelScheme, scheme_from_config
+from lesionseg.preprocessing.settings import PreprocessingConfigError, resolve_settings
 
 RESULTS_DIR = Path("results")
 SUBJECT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -70,6 +71,7 @@ class Dataset:
     modalities: tuple[str, ...]
     scheme: LabelScheme
     entry: Mapping[str, Any]
+    preprocessing: Mapping[str, Any]
 
     @property
     def is_synthetic(self) -> bool:
@@ -161,7 +163,14 @@ def dataset_from_config(name: str, entry: Mapping[str, Any], results_dir: Path =
     split = entry.get("split", {})
     if "file" not in split and sum(split.get(s, 0) for s in ("train", "val", "test")) <= 0:
         raise fail("split fractions are all 0; give train/val/test fractions or a split file")
-    return Dataset(name, fmt, root, modalities, scheme, entry)
+    try:
+        preprocessing = resolve_settings(
+            name, fmt, modalities, entry.get("preprocessing", {}),
+            entry["synthetic"]["spacing_mm"] if fmt == "synthetic" else None,
+        )
+    except PreprocessingConfigError as err:
+        raise ConfigError(str(err)) from None
+    return Dataset(name, fmt, root, modalities, scheme, entry, preprocessing)
 
 
 def datasets_from_config(config: Mapping[str, Any], results_dir: Path = RESULTS_DIR) -> dict[str, Dataset]:

@@ -1,0 +1,225 @@
+# Stage 2: preprocessing, one rule per step and subject: co-registration (optional),
+# skull-stripping, N4 bias correction, resampling and cropping, normalisation, QC.
+# Intermediate files go to results/{dataset}/preprocessing/{subject}/, the final
+# ones to results/{dataset}/preprocessed/{subject}/.
+
+PRE = "results/{dataset}/preprocessing/{subject}"
+OUT = "results/{dataset}/preprocessed/{subject}"
+
+
+def images_on_reference_grid(wildcards):
+    """The subject's modalities on one grid: co-registered if enabled, else as given."""
+    if preprocessing_settings(wildcards)["coregister"]["enabled"]:
+        return [f"{PRE}/coregistered.nii.gz".format(**wildcards)]
+    return raw_images(wildcards)
+
+
+def skull_strip_inputs(wildcards):
+    inputs = {"images": images_on_reference_grid(wildcards)}
+    strip = preprocessing_settings(wildcards)["skull_strip"]
+    if strip["method"] == "template":
+        if strip["template"] == SYNTHETIC_TEMPLATE:
+            inputs["template"] = f"results/{wildcards.dataset}/preprocessing/template/head.nii.gz"
+            inputs["template_mask"] = f"results/{wildcards.dataset}/preprocessing/template/brain_mask.nii.gz"
+        else:
+            inputs["template"], inputs["template_mask"] = strip["template"], strip["template_mask"]
+    return inputs
+
+
+def image_mem_mb(base, per_mb):
+    """Memory that grows with the (compressed) size of a job's inputs."""
+    return lambda wildcards, input: int(base + per_mb * input.size_mb)
+
+
+def image_runtime(base, per_mb):
+    """Runtime (minutes) that grows with the size of a job's inputs."""
+    return lambda wildcards, input: int(base + per_mb * input.size_mb)
+
+
+rule coregister:
+    input:
+        images=raw_images,
+    output:
+        stack=f"{PRE}/coregistered.nii.gz",
+        record=f"{PRE}/coregister.json",
+    log:
+        "logs/{dataset}/coregister/{subject}.log",
+    benchmark:
+        "benchmarks/{dataset}/coregister/{subject}.tsv"
+    params:
+        modalities=lambda wc: DATASETS[wc.dataset].modalities,
+        reference=lambda wc: preprocessing_settings(wc)["reference"],
+        settings=lambda wc: preprocessing_settings(wc)["coregister"],
+        seed=lambda wc: preprocessing_settings(wc)["seed"],
+    threads: 2
+    resources:
+        mem_mb=image_mem_mb(1500, 60),
+        runtime=image_runtime(10, 2),
+    conda:
+        "../envs/preprocessing.yaml"
+    script:
+        "../scripts/coregister.py"
+
+
+rule synthetic_head_template:
+    output:
+        head="results/{dataset}/preprocessing/template/head.nii.gz",
+        mask="results/{dataset}/preprocessing/template/brain_mask.nii.gz",
+    log:
+        "logs/{dataset}/synthetic_head_template.log",
+    params:
+        modality=lambda wc: DATASETS[wc.dataset].preprocessing["reference"],
+        spacing_mm=lambda wc: max(1.0, DATASETS[wc.dataset].preprocessing["resample"]["spacing_mm"]),
+    threads: 1
+    resources:
+        mem_mb=3000,
+        runtime=10,
+    conda:
+        "../envs/io.yaml"
+    script:
+        "../scripts/synthetic_head_template.py"
+
+
+rule skull_strip:
+    input:
+        unpack(skull_strip_inputs),
+    output:
+        mask="results/{dataset}/brain_masks/{subject}.nii.gz",
+        record=f"{PRE}/skull_strip.json",
+    log:
+        "logs/{dataset}/skull_strip/{subject}.log",
+    benchmark:
+        "benchmarks/{dataset}/skull_strip/{subject}.tsv"
+    params:
+        modalities=lambda wc: DATASETS[wc.dataset].modalities,
+        reference=lambda wc: preprocessing_settings(wc)["reference"],
+        settings=lambda wc: preprocessing_settings(wc)["skull_strip"],
+        seed=lambda wc: preprocessing_settings(wc)["seed"],
+    threads: 2
+    resources:
+        mem_mb=image_mem_mb(2000, 80),
+        runtime=image_runtime(10, 2),
+    conda:
+        "../envs/preprocessing.yaml"
+    script:
+        "../scripts/skull_strip.py"
+
+
+rule bias_correct:
+    input:
+        images=images_on_reference_grid,
+        mask="results/{dataset}/brain_masks/{subject}.nii.gz",
+    output:
+        stack=f"{PRE}/bias_corrected.nii.gz",
+        record=f"{PRE}/bias_correction.json",
+    log:
+        "logs/{dataset}/bias_correct/{subject}.log",
+    benchmark:
+        "benchmarks/{dataset}/bias_correct/{subject}.tsv"
+    params:
+        modalities=lambda wc: DATASETS[wc.dataset].modalities,
+        settings=lambda wc: preprocessing_settings(wc)["bias_correction"],
+    threads: 2
+    resources:
+        mem_mb=image_mem_mb(1500, 60),
+        runtime=image_runtime(10, 2),
+    conda:
+        "../envs/preprocessing.yaml"
+    script:
+        "../scripts/bias_correct.py"
+
+
+rule resample_crop:
+    input:
+        stack=f"{PRE}/bias_corrected.nii.gz",
+        mask="results/{dataset}/brain_masks/{subject}.nii.gz",
+    output:
+        stack=temp(f"{PRE}/resampled.nii.gz"),
+        mask=f"{OUT}/brain_mask.nii.gz",
+        geometry=f"{OUT}/geometry.json",
+        record=f"{PRE}/resample.json",
+    log:
+        "logs/{dataset}/resample_crop/{subject}.log",
+    benchmark:
+        "benchmarks/{dataset}/resample_crop/{subject}.tsv"
+    params:
+        settings=lambda wc: preprocessing_settings(wc)["resample"],
+    threads: 1
+    resources:
+        mem_mb=image_mem_mb(1000, 40),
+        runtime=image_runtime(5, 1),
+    conda:
+        "../envs/preprocessing.yaml"
+    script:
+        "../scripts/resample_crop.py"
+
+
+rule normalise:
+    input:
+        stack=f"{PRE}/resampled.nii.gz",
+        mask=f"{OUT}/brain_mask.nii.gz",
+        records=preprocessing_records,
+        raw=raw_images,
+    output:
+        image=f"{OUT}/image.nii.gz",
+        provenance=f"{OUT}/provenance.json",
+    log:
+        "logs/{dataset}/normalise/{subject}.log",
+    params:
+        modalities=lambda wc: DATASETS[wc.dataset].modalities,
+        settings=lambda wc: preprocessing_settings(wc)["normalisation"],
+        fingerprint=lambda wc: preprocessing_fingerprint(wc),
+    threads: 1
+    resources:
+        mem_mb=image_mem_mb(1000, 40),
+        runtime=image_runtime(5, 1),
+    conda:
+        "../envs/preprocessing.yaml"
+    script:
+        "../scripts/normalise.py"
+
+
+rule preprocess_label:
+    input:
+        label=raw_label,
+        geometry=f"{OUT}/geometry.json",
+    output:
+        label=f"{OUT}/label.nii.gz",
+    log:
+        "logs/{dataset}/preprocess_label/{subject}.log",
+    threads: 1
+    resources:
+        mem_mb=image_mem_mb(1000, 40),
+        runtime=5,
+    conda:
+        "../envs/preprocessing.yaml"
+    script:
+        "../scripts/preprocess_label.py"
+
+
+rule preprocessing_qc:
+    input:
+        raw=images_on_reference_grid,
+        raw_mask="results/{dataset}/brain_masks/{subject}.nii.gz",
+        image=f"{OUT}/image.nii.gz",
+        mask=f"{OUT}/brain_mask.nii.gz",
+        geometry=f"{OUT}/geometry.json",
+    output:
+        png=report(
+            "results/{dataset}/qc/preprocessing/{subject}.png",
+            caption="../report/preprocessing_qc.rst",
+            category="Quality control",
+            subcategory="Preprocessing",
+        ),
+    log:
+        "logs/{dataset}/preprocessing_qc/{subject}.log",
+    params:
+        modalities=lambda wc: DATASETS[wc.dataset].modalities,
+    threads: 1
+    resources:
+        mem_mb=image_mem_mb(1000, 40),
+        runtime=5,
+    conda:
+        "../envs/io.yaml"
+    script:
+        "../scripts/preprocessing_qc.py"
