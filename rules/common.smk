@@ -106,6 +106,40 @@ def preprocessing_records(wildcards):
     return [f"results/{wildcards.dataset}/preprocessing/{wildcards.subject}/{step}.json" for step in steps]
 
 
+# Per-subject folders of the preprocessing stage: intermediate files, final files.
+PRE = "results/{dataset}/preprocessing/{subject}"
+OUT = "results/{dataset}/preprocessed/{subject}"
+
+
+def images_on_reference_grid(wildcards):
+    """The subject's modalities on one grid: co-registered if enabled, else as given."""
+    if preprocessing_settings(wildcards)["coregister"]["enabled"]:
+        return [f"{PRE}/coregistered.nii.gz".format(**wildcards)]
+    return raw_images(wildcards)
+
+
+def skull_strip_inputs(wildcards):
+    inputs = {"images": images_on_reference_grid(wildcards)}
+    strip = preprocessing_settings(wildcards)["skull_strip"]
+    if strip["method"] == "template":
+        if strip["template"] == SYNTHETIC_TEMPLATE:
+            inputs["template"] = f"results/{wildcards.dataset}/preprocessing/template/head.nii.gz"
+            inputs["template_mask"] = f"results/{wildcards.dataset}/preprocessing/template/brain_mask.nii.gz"
+        else:
+            inputs["template"], inputs["template_mask"] = strip["template"], strip["template_mask"]
+    return inputs
+
+
+def image_mem_mb(base, per_mb):
+    """Memory that grows with the (compressed) size of a job's inputs."""
+    return lambda wildcards, input: int(base + per_mb * input.size_mb)
+
+
+def image_runtime(base, per_mb):
+    """Runtime (minutes) that grows with the size of a job's inputs."""
+    return lambda wildcards, input: int(base + per_mb * input.size_mb)
+
+
 def preprocessing_targets(dataset):
     """Final preprocessing outputs of every valid subject of a dataset."""
     targets = []

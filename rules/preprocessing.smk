@@ -3,39 +3,6 @@
 # Intermediate files go to results/{dataset}/preprocessing/{subject}/, the final
 # ones to results/{dataset}/preprocessed/{subject}/.
 
-PRE = "results/{dataset}/preprocessing/{subject}"
-OUT = "results/{dataset}/preprocessed/{subject}"
-
-
-def images_on_reference_grid(wildcards):
-    """The subject's modalities on one grid: co-registered if enabled, else as given."""
-    if preprocessing_settings(wildcards)["coregister"]["enabled"]:
-        return [f"{PRE}/coregistered.nii.gz".format(**wildcards)]
-    return raw_images(wildcards)
-
-
-def skull_strip_inputs(wildcards):
-    inputs = {"images": images_on_reference_grid(wildcards)}
-    strip = preprocessing_settings(wildcards)["skull_strip"]
-    if strip["method"] == "template":
-        if strip["template"] == SYNTHETIC_TEMPLATE:
-            inputs["template"] = f"results/{wildcards.dataset}/preprocessing/template/head.nii.gz"
-            inputs["template_mask"] = f"results/{wildcards.dataset}/preprocessing/template/brain_mask.nii.gz"
-        else:
-            inputs["template"], inputs["template_mask"] = strip["template"], strip["template_mask"]
-    return inputs
-
-
-def image_mem_mb(base, per_mb):
-    """Memory that grows with the (compressed) size of a job's inputs."""
-    return lambda wildcards, input: int(base + per_mb * input.size_mb)
-
-
-def image_runtime(base, per_mb):
-    """Runtime (minutes) that grows with the size of a job's inputs."""
-    return lambda wildcards, input: int(base + per_mb * input.size_mb)
-
-
 rule coregister:
     input:
         images=raw_images,
@@ -134,7 +101,7 @@ rule resample_crop:
         stack=f"{PRE}/bias_corrected.nii.gz",
         mask="results/{dataset}/brain_masks/{subject}.nii.gz",
     output:
-        stack=temp(f"{PRE}/resampled.nii.gz"),
+        stack=f"{PRE}/resampled.nii.gz",
         mask=f"{OUT}/brain_mask.nii.gz",
         geometry=f"{OUT}/geometry.json",
         record=f"{PRE}/resample.json",

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from conftest import REPO, make_prefixed
@@ -93,3 +95,68 @@ def test_synthetic_cohorts_of_both_kinds_are_generated_validated_and_listed(tmp_
     result = run(tmp_path, config.replace("n_subjects: 2, seed: 0", "n_subjects: 3, seed: 0"), "--dry-run")
     assert result.returncode == 0, result.stderr
     assert re.search(r"^synthesize_tumor_subject\s+1$", result.stdout, re.MULTILINE), result.stdout
+
+
+def jobs_planned(result: subprocess.CompletedProcess) -> dict[str, int]:
+    """Job counts of a dry run's 'Job stats' table."""
+    table = result.stdout.split("Job stats:")[-1]
+    counts = {}
+    for line in table.splitlines():
+        parts = line.split()
+        if len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
+            counts[parts[0]] = int(parts[1])
+    return counts
+
+
+PREPROCESSING_CONFIG = """datasets:
+  demo:
+    format: synthetic
+    synthetic: {kind: tumor, n_subjects: 2, seed: 0, spacing_mm: 4.0}
+    split: {train: 0.5, val: 0.0, test: 0.5, seed: 0}
+    preprocessing:
+      coregister: {enabled: true}
+      bias_correction: {modalities: [t1, t1ce], iterations: [20, 20]}
+      normalisation: {method: percentile-zscore}
+"""
+
+
+def test_preprocessing_end_to_end_with_provenance_and_incremental_reruns(tmp_path):
+    from lesionseg.io import read_image
+
+    result = run(tmp_path, PREPROCESSING_CONFIG)
+    assert result.returncode == 0, result.stderr[-3000:]
+    subject = "SynthTumor_001"
+    raw = read_image(tmp_path / f"results/demo/raw/{subject}/{subject}_t1.nii.gz")
+    mask = read_image(tmp_path / f"results/demo/brain_masks/{subject}.nii.gz", dtype=None)
+    assert mask.data.shape == raw.data.shape  # on the subject's original grid
+    assert (mask.data.astype(bool) == mask.data).all() and (mask.affine == raw.affine).all()
+    true_mask = read_image(tmp_path / f"results/demo/raw/{subject}/{subject}_brainmask.nii.gz").data > 0
+    overlap = 2 * (true_mask & (mask.data > 0)).sum() / (true_mask.sum() + (mask.data > 0).sum())
+    assert overlap > 0.9
+
+    out = tmp_path / f"results/demo/preprocessed/{subject}"
+    image = read_image(out / "image.nii.gz")
+    assert image.data.shape[-1] == 4 and image.spacing[:3] == pytest.approx((4.0, 4.0, 4.0))
+    brain = read_image(out / "brain_mask.nii.gz").data > 0
+    assert np.all(image.data[~brain] == 0) and abs(image.data[brain].mean()) < 0.05
+    label = read_image(out / "label.nii.gz", dtype=None).data
+    assert label.shape == image.data.shape[:3] and set(np.unique(label)) <= {0, 1, 2, 3, 4}
+
+    provenance = json.loads((out / "provenance.json").read_text())
+    assert [s["step"] for s in provenance["steps"]] == [
+        "coregister", "skull_strip", "bias_correction", "resample", "normalisation"]
+    assert provenance["steps"][2]["corrected"] == ["t1", "t1ce"]
+    assert len(provenance["inputs"]) == 4 and all(len(v["sha256"]) == 64 for v in provenance["inputs"].values())
+    assert provenance["preprocessing_fingerprint"] and "antspyx" in provenance["versions"]
+    assert (tmp_path / f"results/demo/qc/preprocessing/{subject}.png").stat().st_size > 20_000
+    assert "skull_strip (template) done" in (tmp_path / f"logs/demo/skull_strip/{subject}.log").read_text()
+    assert (tmp_path / f"benchmarks/demo/bias_correct/{subject}.tsv").is_file()
+
+    # Changing the normalisation re-runs normalisation (and what shows it) only.
+    changed = PREPROCESSING_CONFIG.replace("percentile-zscore", "zscore")
+    planned = jobs_planned(run(tmp_path, changed, "--dry-run"))
+    assert planned == {"normalise": 2, "preprocessing_qc": 2, "all": 1}, planned
+    # Changing which modalities N4 corrects re-runs from N4 on, not skull-stripping.
+    changed = PREPROCESSING_CONFIG.replace("modalities: [t1, t1ce]", "modalities: all")
+    planned = jobs_planned(run(tmp_path, changed, "--dry-run"))
+    assert "skull_strip" not in planned and planned["bias_correct"] == 2, planned

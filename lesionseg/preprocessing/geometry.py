@@ -91,7 +91,7 @@ def _resample(data: np.ndarray, start: np.ndarray, step: np.ndarray, shape, orde
     if np.all(step == 1.0) and np.all(start == np.round(start)):
         return _shifted_copy(data, start.astype(int), shape, cval)
     return ndi.affine_transform(
-        data, step, offset=start, output_shape=shape, order=order, mode="constant", cval=cval,
+        data, np.diag(step), offset=start, output_shape=shape, order=order, mode="constant", cval=cval,
         output=np.float32 if order > 0 else data.dtype, prefilter=order > 1,
     )
 
