@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= all
 
-.PHONY: demo test lint check clean-demo
+.PHONY: demo test lint check bench clean-demo
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,6 +22,9 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/snakemake --lint
+
+bench: $(STAMP)
+	$(BIN)/python bench/preprocessing.py
 
 check: $(STAMP)
 	$(BIN)/lesionseg check --configfile config/config.yaml
