@@ -206,19 +206,24 @@ def discover_generic(
 _BRATS2013_TAGS = {"flair": "Flair", "t1": "T1", "t1c": "T1c", "t2": "T2"}
 ISLES2015_TAGS = {"flair": "Flair", "t1": "T1", "t2": "T2", "dwi": "DWI"}
 
+
+def _discover_brats_vsd(root: Path, modalities: Sequence[str]) -> list[SubjectFiles]:
+    return _discover_vsd(root, modalities, _BRATS2013_TAGS, (".mha", ".mhd", *NIFTI_SUFFIXES))
+
+
 FORMATS: dict[str, FormatPreset] = {
     "brats2013": FormatPreset(
         "brats2013",
         ("flair", "t1", "t1c", "t2"),
         "brats2013",
-        lambda root, mods: _discover_vsd(root, mods, _BRATS2013_TAGS, (".mha", ".mhd", *NIFTI_SUFFIXES)),
+        _discover_brats_vsd,
         "BRATS 2013: VSD.Brain.XX.O.MR_<mod>.<id>/*.mha case folders, below HG/LG",
     ),
     "brats2015": FormatPreset(
         "brats2015",
         ("flair", "t1", "t1c", "t2"),
         "brats2013",
-        lambda root, mods: _discover_vsd(root, mods, _BRATS2013_TAGS, (".mha", ".mhd", *NIFTI_SUFFIXES)),
+        _discover_brats_vsd,
         "BRATS 2015: VSD.Brain.XX.O.MR_<mod>.<id>/*.mha case folders, below HGG/LGG",
     ),
     "brats2021": FormatPreset(

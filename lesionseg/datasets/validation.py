@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from lesionseg.datasets.formats import SubjectFiles
-from lesionseg.io import Header, ImageReadError, read_header, read_image
+from lesionseg.io import Header, ImageReadError, read_image
 from lesionseg.labels import LabelScheme
 
 # Grids agree when spacings differ by less than this fraction and the affines
@@ -85,11 +85,11 @@ def validate_subject(
             )
             continue
         try:
-            header = read_header(path)
             volume = read_image(path, dtype=np.float32)
         except ImageReadError as err:
             report(path, f"unreadable ({err})", "Check that the file is a complete NIfTI/MetaImage (re-copy it).")
             continue
+        header = volume.header
         if problem := _spatial_dims_problem(header):
             report(path, problem, "Give one 3D volume per modality.")
             continue
@@ -122,11 +122,11 @@ def validate_subject(
 
 def _validate_label(path: Path, reference: tuple[str, Header] | None, scheme: LabelScheme | None, report) -> None:
     try:
-        header = read_header(path)
-        labels = read_image(path, dtype=None).data
+        volume = read_image(path, dtype=None)
     except ImageReadError as err:
         report(path, f"unreadable label map ({err})", "Check that the label file is complete (re-copy it).")
         return
+    header, labels = volume.header, volume.data
     if problem := _spatial_dims_problem(header):
         report(path, problem, "Give the truth as one 3D label map.")
         return
