@@ -1,0 +1,1 @@
+"""Dense inference: whole-volume class probabilities from a fully convolutional model."""
