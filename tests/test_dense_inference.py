@@ -50,3 +50,29 @@ def test_outside_the_brain_is_background_and_empty_tiles_are_skipped():
     dense = predict_volume(model, image, mask, torch.device("cpu"), tile_output=9, batch_size=8)
     assert sum(calls) == 1 and tile_count((30, 30, 30), 9, 3) == 64  # one of 64 tiles holds brain
     assert np.all(dense[0, ~mask] == 1) and np.all(dense[1, ~mask] == 0)
+
+
+def test_havaei_models_dense_equals_own_patch_slice_by_slice():
+    import pytest
+
+    from lesionseg.models.havaei import InputCascadeCNN, LocalCascadeCNN, MFCascadeCNN, TwoPathCNN
+
+    rng = np.random.default_rng(2)
+    image = rng.normal(size=(4, 24, 21, 3)).astype(np.float32)
+    mask = np.ones(image.shape[1:], dtype=bool)
+    torch.manual_seed(0)
+    for model_class in (TwoPathCNN, InputCascadeCNN, LocalCascadeCNN, MFCascadeCNN):
+        model = model_class(4, 5).eval()
+        for parameter in model.parameters():  # the paper's tiny init gives near-uniform outputs
+            parameter.data.mul_(20)
+        dense = predict_volume(model, image, mask, torch.device("cpu"), batch_size=2)
+        before = model.output_offset
+        after = model.receptive_field - 1 - before
+        padded = np.pad(image, [(0, 0), (before, after), (before, after), (0, 0)], mode="reflect")
+        for _ in range(5):
+            x, y, z = (int(rng.integers(0, n)) for n in image.shape[1:])
+            patch = padded[:, x:x + model.receptive_field, y:y + model.receptive_field, z]
+            with torch.no_grad():
+                own = torch.softmax(model(torch.from_numpy(np.ascontiguousarray(patch))[None]), dim=1)[0, :, 0, 0]
+            assert dense[:, x, y, z] == pytest.approx(own.numpy(), abs=1e-4), model_class.__name__
+        assert dense[:, 0, 0, 0].std() > 1e-3  # not a constant output

@@ -25,9 +25,13 @@ def default_device() -> torch.device:
 
 
 def _margins(model: nn.Module) -> tuple[int, int]:
-    """Context voxels before and after the output region along one axis."""
+    """Context voxels before and after the output region along one axis.
+
+    Models whose window has no centre pixel (an even receptive field) say where
+    their output sits with ``output_offset``.
+    """
     total = model.input_size(1) - 1
-    before = total // 2
+    before = getattr(model, "output_offset", total // 2)
     return before, total - before
 
 
@@ -55,7 +59,9 @@ def predict_volume(
     n_classes = model.n_classes
     shape = image.shape[1:]
     before, after = _margins(model)
-    padded = np.pad(image.astype(np.float32, copy=False), [(0, 0), *[(before, after)] * 3], mode="reflect")
+    # 2D models see one axial slice: no context along z.
+    spatial_pad = [(before, after)] * (3 if model.dims == 3 else 2) + ([] if model.dims == 3 else [(0, 0)])
+    padded = np.pad(image.astype(np.float32, copy=False), [(0, 0), *spatial_pad], mode="reflect")
     probabilities = np.zeros((n_classes, *shape), dtype=np.float32)
     probabilities[0] = 1.0
     if model.dims == 3:
@@ -78,7 +84,7 @@ def predict_volume(
         slices = [z for z in range(shape[2]) if brain_mask[..., z].any()]
         for batch_start in range(0, len(slices), batch_size):
             zs = slices[batch_start:batch_start + batch_size]
-            batch = torch.from_numpy(np.stack([padded[:, :, :, before + z] for z in zs])).to(device)
+            batch = torch.from_numpy(np.stack([padded[..., z] for z in zs])).to(device)
             out = torch.softmax(model(batch).float(), dim=1).cpu().numpy()
             for z, probs in zip(zs, out, strict=True):
                 probabilities[..., z] = probs
