@@ -21,7 +21,7 @@ rule coregister:
     threads: 2
     resources:
         mem_mb=image_mem_mb(1500, 60),
-        runtime=image_runtime(10, 2),
+        runtime=image_runtime(10, 0.5),
     conda:
         "../envs/preprocessing.yaml"
     script:
@@ -65,7 +65,7 @@ rule skull_strip:
     threads: 2
     resources:
         mem_mb=image_mem_mb(2000, 80),
-        runtime=image_runtime(10, 2),
+        runtime=image_runtime(10, 0.5),
     conda:
         "../envs/preprocessing.yaml"
     script:
@@ -89,7 +89,7 @@ rule bias_correct:
     threads: 2
     resources:
         mem_mb=image_mem_mb(1500, 60),
-        runtime=image_runtime(10, 2),
+        runtime=image_runtime(10, 0.5),
     conda:
         "../envs/preprocessing.yaml"
     script:
@@ -114,7 +114,7 @@ rule resample_crop:
     threads: 1
     resources:
         mem_mb=image_mem_mb(1000, 40),
-        runtime=image_runtime(5, 1),
+        runtime=image_runtime(5, 0.2),
     conda:
         "../envs/preprocessing.yaml"
     script:
@@ -139,7 +139,7 @@ rule normalise:
     threads: 1
     resources:
         mem_mb=image_mem_mb(1000, 40),
-        runtime=image_runtime(5, 1),
+        runtime=image_runtime(5, 0.2),
     conda:
         "../envs/preprocessing.yaml"
     script:
