@@ -1,0 +1,1 @@
+"""Evaluation of segmentations against the truth."""

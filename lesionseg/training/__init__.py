@@ -1,0 +1,1 @@
+"""Training: segment extraction, augmentation, optimisers and the two-phase training loop."""

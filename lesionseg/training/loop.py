@@ -1,0 +1,234 @@
+"""The training loop of one model and phase, with validation, checkpoints and resume.
+
+Phase 1 trains every layer on the balanced samples; phase 2 starts from the
+phase-1 model and retrains only the output layer on samples of the natural label
+distribution (Havaei et al. 2017), for any architecture.
+
+Every epoch draws its batches from a generator seeded by (seed, phase, epoch)
+and ends with a checkpoint, so a killed training resumes at the next epoch and
+ends exactly as an uninterrupted one would.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import logging
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+from tqdm import tqdm
+
+from lesionseg.evaluation.overlap import region_dice
+from lesionseg.inference.dense import default_device, predict_volume
+from lesionseg.io import atomic_path, read_image
+from lesionseg.labels import LabelScheme
+from lesionseg.models import build_model
+from lesionseg.sampling import read_samples
+from lesionseg.training.checkpoints import load_model, save_model
+from lesionseg.training.optim import l1_penalty, learning_rate, make_optimizer, momentum, set_hyperparameters
+from lesionseg.training.patches import IGNORE, augment, cut_segments, load_training_volume, required_pad
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SubjectFiles:
+    """A preprocessed subject: image, brain mask, truth and (training subjects) its sample file."""
+
+    name: str
+    image: str
+    mask: str
+    label: str
+    samples: str | None = None
+
+
+@dataclass
+class TrainingJob:
+    """What to train: one model, one phase, on one dataset."""
+
+    model_name: str
+    architecture: str
+    parameters: dict[str, Any]
+    settings: dict[str, Any]
+    phase: int
+    scheme: LabelScheme
+    modalities: Sequence[str]
+    fingerprint: str
+    train: Sequence[SubjectFiles]
+    val: Sequence[SubjectFiles] = ()
+    previous_phase_model: str | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def epochs(self) -> int:
+        return self.settings["phase2"]["epochs"] if self.phase == 2 else self.settings["epochs"]
+
+    @property
+    def base_lr(self) -> float:
+        return self.settings["phase2"]["lr"] if self.phase == 2 else self.settings["optimizer"]["lr"]
+
+    def identity(self) -> str:
+        """A hash of everything that defines the result, so a checkpoint of other settings is not resumed."""
+        payload = {"architecture": self.architecture, "parameters": self.parameters, "settings": self.settings,
+                   "phase": self.phase, "fingerprint": self.fingerprint, "train": [s.name for s in self.train]}
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _metadata(job: TrainingJob, model: nn.Module, **extra: Any) -> dict[str, Any]:
+    return {
+        "model_name": job.model_name, "architecture": job.architecture, "parameters": job.parameters,
+        "in_channels": model.in_channels, "n_classes": model.n_classes,
+        "class_names": list(job.scheme.class_names), "scheme": job.scheme.describe(),
+        "modalities": list(job.modalities), "preprocessing_fingerprint": job.fingerprint,
+        "training": job.settings, "phase": job.phase, **extra,
+    }
+
+
+def _initial_model(job: TrainingJob, device: torch.device) -> nn.Module:
+    if job.phase == 2:
+        model, _ = load_model(job.previous_phase_model, job.fingerprint, device)
+        for parameter in model.parameters():
+            parameter.requires_grad_(False)
+        for parameter in model.output_layer.parameters():
+            parameter.requires_grad_(True)
+        return model
+    torch.manual_seed(job.settings["seed"])
+    return build_model(job.architecture, len(job.modalities), job.scheme.n_classes, job.parameters).to(device)
+
+
+def validate(model: nn.Module, subjects: Sequence[SubjectFiles], scheme: LabelScheme, device: torch.device,
+             tile: int) -> dict[str, float]:
+    """Mean Dice per region over whole validation subjects, by dense inference."""
+    scores: dict[str, list[float]] = {region: [] for region in scheme.regions}
+    for subject in subjects:
+        image = read_image(subject.image).data
+        image = np.moveaxis(image if image.ndim == 4 else image[..., None], -1, 0)
+        mask = read_image(subject.mask, dtype=None).data > 0
+        probabilities = predict_volume(model, image, mask, device, tile_output=tile)
+        prediction = scheme.to_raw(probabilities.argmax(axis=0))
+        for region, value in region_dice(prediction, read_image(subject.label, dtype=None).data, scheme).items():
+            scores[region].append(value)
+    return {region: float(np.mean(values)) for region, values in scores.items()}
+
+
+def train(job: TrainingJob, model_path: str, history_path: str, curve_path: str, checkpoint_path: str,
+          threads: int = 1, device: torch.device | None = None) -> dict[str, Any]:
+    """Train ``job``; write the best model, the per-epoch history (CSV) and the learning curve (PNG)."""
+    device = device or default_device()
+    torch.set_num_threads(max(1, threads))
+    settings = job.settings
+    model = _initial_model(job, device)
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    optimizer = make_optimizer(trainable, settings["optimizer"], job.base_lr)
+    start_epoch, best_score, history = 0, -np.inf, []
+    checkpoint = Path(checkpoint_path)
+    # The best model so far lives beside the checkpoint (not a workflow output, so it survives a kill).
+    best_path = checkpoint.with_name(f"{checkpoint.stem}.best.pt")
+    if checkpoint.is_file():
+        state = torch.load(checkpoint, map_location=device, weights_only=False)
+        if state["identity"] == job.identity():
+            model.load_state_dict(state["model"])
+            optimizer.load_state_dict(state["optimizer"])
+            start_epoch, best_score, history = state["epoch"] + 1, state["best_score"], state["history"]
+            log.info("resuming %s phase %d after epoch %d", job.model_name, job.phase, state["epoch"] + 1)
+        else:
+            log.info("ignoring a checkpoint of other settings: %s", checkpoint)
+
+    output_size = settings["output_size"]
+    pad = required_pad(model, output_size)
+    volumes = [load_training_volume(s.image, s.label, job.scheme, pad) for s in job.train]
+    set_name = f"phase{job.phase}"
+    centres = [read_samples(s.samples)[0][set_name].centres for s in job.train]
+    pairs = np.concatenate([np.stack([np.full(len(c), i), np.arange(len(c))], axis=1) for i, c in enumerate(centres)])
+    log.info("%s phase %d: %d training subjects, %d samples, %d validation subjects, device %s", job.model_name,
+             job.phase, len(volumes), len(pairs), len(job.val), device)
+
+    for epoch in range(start_epoch, job.epochs):
+        started = time.perf_counter()
+        rng = np.random.default_rng([settings["seed"], job.phase, epoch])
+        torch.manual_seed(int(rng.integers(2**31)))
+        lr = learning_rate(job.base_lr, epoch, settings)
+        set_hyperparameters(optimizer, lr, momentum(epoch, job.epochs, settings["optimizer"]))
+        model.train()
+        if job.phase == 2:  # frozen layers keep their batch-norm statistics and run without dropout
+            model.eval()
+            model.output_layer.train()
+        losses = []
+        for _ in tqdm(range(settings["batches_per_epoch"]), desc=f"{job.model_name} phase {job.phase} epoch {epoch + 1}",
+                      unit="batch", mininterval=5):
+            chosen = pairs[rng.integers(0, len(pairs), size=settings["batch_size"])]
+            inputs, targets = [], []
+            for subject, index in chosen:
+                x, y = cut_segments(volumes[subject], centres[subject][index:index + 1], model, output_size)
+                inputs.append(x)
+                targets.append(y)
+            x, y = augment(np.concatenate(inputs), np.concatenate(targets), settings["augmentation"], rng)
+            logits = model(torch.from_numpy(x).to(device))
+            loss = F.cross_entropy(logits, torch.from_numpy(y).to(device), ignore_index=IGNORE)
+            penalty = settings["l1"] * l1_penalty(model)
+            optimizer.zero_grad(set_to_none=True)
+            (loss + penalty).backward()
+            # L2 on the trainable weights (as weight decay, applied to the gradient).
+            with torch.no_grad():
+                for parameter in trainable:
+                    if parameter.grad is not None:
+                        parameter.grad.add_(parameter, alpha=settings["l2"])
+            optimizer.step()
+            losses.append(loss.item())
+        scores = validate(model, job.val, job.scheme, device, settings["validation_tile"]) if job.val else {}
+        score = float(np.mean(list(scores.values()))) if scores else -float(np.mean(losses))
+        row = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "lr": lr,
+               **{f"val_dice_{r}": v for r, v in scores.items()}, "seconds": time.perf_counter() - started}
+        history.append(row)
+        log.info("epoch %d: %s", epoch + 1, ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"))
+        if score > best_score:
+            best_score = score
+            save_model(best_path, model, _metadata(job, model, best_epoch=epoch + 1, best_score=score))
+        with atomic_path(checkpoint) as tmp:
+            torch.save({"identity": job.identity(), "epoch": epoch, "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(), "best_score": best_score, "history": history}, tmp)
+    best = torch.load(best_path, map_location="cpu", weights_only=False)
+    with atomic_path(model_path) as tmp:
+        torch.save({**best, "history": history}, tmp)
+    write_history(history_path, history)
+    plot_learning_curve(curve_path, history, f"{job.model_name}, phase {job.phase}")
+    return {"best_score": best_score, "epochs": len(history)}
+
+
+def write_history(path: str, history: Sequence[dict[str, Any]]) -> None:
+    """The per-epoch history as CSV (epoch, loss, lr, validation Dice per region, seconds)."""
+    columns = list(dict.fromkeys(k for row in history for k in row))
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        writer.writerows(history)
+
+
+def plot_learning_curve(path: str, history: Sequence[dict[str, Any]], title: str) -> None:
+    """Training loss and validation Dice per region against the epoch (PNG)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    figure = Figure(figsize=(9, 3.5))
+    FigureCanvasAgg(figure)
+    loss_axes, dice_axes = figure.subplots(1, 2)
+    epochs = [row["epoch"] for row in history]
+    loss_axes.plot(epochs, [row["loss"] for row in history], marker="o")
+    loss_axes.set(xlabel="epoch", ylabel="training loss (cross-entropy)", title=title)
+    for key in [k for k in (history[0] if history else {}) if k.startswith("val_dice_")]:
+        dice_axes.plot(epochs, [row[key] for row in history], marker="o", label=key.removeprefix("val_dice_"))
+    dice_axes.set(xlabel="epoch", ylabel="validation Dice", ylim=(0, 1), title="validation (dense inference)")
+    if dice_axes.lines:
+        dice_axes.legend()
+    figure.tight_layout()
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=80, format="png")

@@ -1,0 +1,112 @@
+"""Training on a tiny synthetic case: the loss falls, phase 2 touches only the output layer,
+an interrupted training resumes to the same result, and models refuse foreign data."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from lesionseg.io import write_nifti
+from lesionseg.labels import LABEL_SCHEMES
+from lesionseg.preprocessing.normalisation import normalise
+from lesionseg.sampling import sample_subject, write_samples
+from lesionseg.synthetic import synthesize_subject
+from lesionseg.training.checkpoints import ModelMismatchError, load_model
+from lesionseg.training.loop import SubjectFiles, TrainingJob, train
+from lesionseg.training.settings import training_settings
+
+SCHEME = LABEL_SCHEMES["brats2013"]
+MODS = ("flair", "t1", "t1ce", "t2")
+TINY = {"maps": [6] * 8, "fc_maps": [12, 12], "dropout": 0.0}
+
+
+@pytest.fixture(scope="module")
+def subjects(tmp_path_factory):
+    """Two preprocessed-like synthetic subjects at 4 mm, with sample files."""
+    root = tmp_path_factory.mktemp("train")
+    files = []
+    for index in range(2):
+        subject = synthesize_subject("tumor", seed=3, index=index, spacing_mm=4.0)
+        mask = subject.brain_mask > 0
+        image = normalise(np.stack([subject.images[m] for m in MODS], axis=-1), mask)
+        name = f"s{index}"
+        paths = {k: str(root / f"{name}_{k}.nii.gz") for k in ("image", "mask", "label")}
+        write_nifti(paths["image"], image, subject.affine)
+        write_nifti(paths["mask"], mask.astype(np.uint8), subject.affine)
+        write_nifti(paths["label"], subject.label, subject.affine)
+        plan = {"phase1": ("foreground", 200), "phase2": ("natural", 200)}
+        sets = sample_subject(paths["label"], paths["mask"], SCHEME, plan, seed=0, subject=name)
+        write_samples(root / f"{name}_samples.npz", sets, {"subject": name})
+        files.append(SubjectFiles(name, paths["image"], paths["mask"], paths["label"], str(root / f"{name}_samples.npz")))
+    return files
+
+
+def job(subjects, phase=1, epochs=3, previous=None, **overrides):
+    settings = training_settings("deepmedic", {"epochs": epochs, "batches_per_epoch": 6, "batch_size": 4,
+                                               "phase2": {"epochs": 2, "lr": 1e-3}, **overrides})
+    return TrainingJob("dm", "deepmedic", TINY, settings, phase, SCHEME, MODS, "fp1", subjects[:1], subjects[1:],
+                       previous)
+
+
+def run(job_, out, name="p"):
+    paths = {k: str(out / f"{name}.{k}") for k in ("pt", "csv", "png")}
+    train(job_, paths["pt"], paths["csv"], paths["png"], str(out / f"{name}.ckpt"), threads=2,
+          device=torch.device("cpu"))
+    return paths
+
+
+def test_training_lowers_the_loss_and_writes_history_and_curve(subjects, tmp_path):
+    paths = run(job(subjects, epochs=4, optimizer={"lr": 3e-3}), tmp_path)
+    saved = torch.load(paths["pt"], weights_only=False)
+    losses = [row["loss"] for row in saved["history"]]
+    assert losses[-1] < losses[0]
+    assert saved["modalities"] == list(MODS) and saved["class_names"][0] == "background"
+    assert "val_dice_WT" in open(paths["csv"]).readline()
+    assert (tmp_path / "p.png").stat().st_size > 5000
+
+
+def test_resume_after_interruption_gives_the_same_model(subjects, tmp_path, monkeypatch):
+    import lesionseg.training.loop as loop
+
+    (tmp_path / "straight").mkdir()
+    (tmp_path / "killed").mkdir()
+    straight = run(job(subjects, epochs=3), tmp_path / "straight")
+
+    real_tqdm = loop.tqdm
+
+    def killed_in_epoch_3(iterable, desc, **kwargs):
+        if desc.endswith("epoch 3"):
+            raise KeyboardInterrupt("killed")
+        return real_tqdm(iterable, desc=desc, **kwargs)
+
+    monkeypatch.setattr(loop, "tqdm", killed_in_epoch_3)
+    with pytest.raises(KeyboardInterrupt):
+        run(job(subjects, epochs=3), tmp_path / "killed")
+    assert not (tmp_path / "killed" / "p.pt").exists()  # no output that looks complete
+    monkeypatch.setattr(loop, "tqdm", real_tqdm)
+    resumed = run(job(subjects, epochs=3), tmp_path / "killed")
+
+    a = torch.load(straight["pt"], weights_only=False)
+    b = torch.load(resumed["pt"], weights_only=False)
+    assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
+    assert [r["loss"] for r in a["history"]] == [r["loss"] for r in b["history"]]
+    # A checkpoint of other settings is not resumed.
+    assert job(subjects, epochs=3).identity() != job(subjects, epochs=2).identity()
+
+
+def test_phase_two_changes_only_the_output_layer(subjects, tmp_path):
+    first = run(job(subjects, epochs=1), tmp_path, "one")
+    second = run(job(subjects, phase=2, previous=first["pt"]), tmp_path, "two")
+    before = torch.load(first["pt"], weights_only=False)["state_dict"]
+    after = torch.load(second["pt"], weights_only=False)["state_dict"]
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith("classifier.") for k in changed), changed
+
+
+def test_a_model_refuses_data_of_another_preprocessing(subjects, tmp_path):
+    paths = run(job(subjects, epochs=1), tmp_path)
+    model, metadata = load_model(paths["pt"], "fp1")
+    assert metadata["preprocessing_fingerprint"] == "fp1" and not model.training
+    with pytest.raises(ModelMismatchError, match="preprocessed differently"):
+        load_model(paths["pt"], "another")
