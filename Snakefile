@@ -14,6 +14,7 @@ validate(config, "schemas/config.schema.yaml")
 include: "rules/common.smk"
 include: "rules/datasets.smk"
 include: "rules/preprocessing.smk"
+include: "rules/training.smk"
 
 
 rule all:

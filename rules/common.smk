@@ -3,14 +3,17 @@
 import os
 import re
 
+from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
 
 from lesionseg.datasets import SUBJECT_ID, SYNTHETIC_KINDS, datasets_from_config, synthetic_subject_files
 from lesionseg.datasets.manifest import LABEL_COLUMN, read_manifest
 from lesionseg.preprocessing.settings import SYNTHETIC_TEMPLATE, fingerprint
+from lesionseg.training.settings import resolve_models, sampling_plan
 
 DATASETS = datasets_from_config(config)
+MODELS = resolve_models(config)
 NOTHING = "(?!x)x"  # a regex that matches no name
 
 
@@ -21,10 +24,12 @@ def one_of(names):
 
 wildcard_constraints:
     dataset=one_of(DATASETS),
+    model=one_of(MODELS),
+    phase="1|2",
     subject=SUBJECT_ID.pattern.strip("^$"),
 
 
-def dataset_entry(wildcards, drop=("preprocessing",)):
+def dataset_entry(wildcards, drop=("preprocessing", "models")):
     """The dataset's config entry without the keys a rule does not use (so editing them re-runs nothing)."""
     return {k: v for k, v in config["datasets"][wildcards.dataset].items() if k not in drop}
 
@@ -151,6 +156,62 @@ def preprocessing_targets(dataset):
     return targets
 
 
+def dataset_models(dataset):
+    return [MODELS[name] for name in config["datasets"][dataset]["models"]]
+
+
+def dataset_sampling_plan(wildcards):
+    """The sample sets every training subject of the dataset needs (from its models' settings)."""
+    return {name: list(entry) for name, entry in
+            sampling_plan([m.training for m in dataset_models(wildcards.dataset)]).items()}
+
+
+def training_subjects(dataset):
+    """Labelled subjects of the train split."""
+    return [s for s in manifest_subjects(dataset, "train") if manifest_rows(dataset)[s][LABEL_COLUMN]]
+
+
+def validation_subjects(dataset):
+    return [s for s in manifest_subjects(dataset, "val") if manifest_rows(dataset)[s][LABEL_COLUMN]]
+
+
+def model_dir(dataset, model, phase):
+    return f"results/{dataset}/models/{model}/phase{phase}"
+
+
+def training_inputs(wildcards):
+    """Preprocessed train and validation subjects, their sample files and the models this one starts from."""
+    dataset, phase = wildcards.dataset, int(wildcards.phase)
+    spec = MODELS[wildcards.model]
+    pre = f"results/{dataset}/preprocessed"
+    train, val = training_subjects(dataset), validation_subjects(dataset)
+    if not train:
+        raise ValueError(f"dataset {dataset!r} has no labelled subject in the train split: adjust 'split:'")
+    inputs = {
+        "train_images": [f"{pre}/{s}/image.nii.gz" for s in train],
+        "train_masks": [f"{pre}/{s}/brain_mask.nii.gz" for s in train],
+        "train_labels": [f"{pre}/{s}/label.nii.gz" for s in train],
+        "train_samples": [f"results/{dataset}/samples/{s}.npz" for s in train],
+        "val_images": [f"{pre}/{s}/image.nii.gz" for s in val],
+        "val_masks": [f"{pre}/{s}/brain_mask.nii.gz" for s in val],
+        "val_labels": [f"{pre}/{s}/label.nii.gz" for s in val],
+    }
+    if phase == 2:
+        inputs["previous"] = f"{model_dir(dataset, spec.name, 1)}/model.pt"
+    if spec.first:
+        inputs["first"] = f"{model_dir(dataset, spec.first, MODELS[spec.first].final_phase)}/model.pt"
+    return inputs
+
+
+def training_targets(dataset):
+    targets = []
+    for spec in dataset_models(dataset):
+        for phase in spec.training["phases"]:
+            out = model_dir(dataset, spec.name, phase)
+            targets += [f"{out}/model.pt", f"{out}/history.csv", f"{out}/learning_curve.png"]
+    return targets
+
+
 def all_targets(wildcards):
     targets = []
     for name, dataset in DATASETS.items():
@@ -158,4 +219,5 @@ def all_targets(wildcards):
         if dataset.is_synthetic:
             targets += [f"results/{name}/qc/synthetic/{s}.png" for s in dataset.synthetic_subjects()]
         targets += preprocessing_targets(name)
+        targets += training_targets(name)
     return targets

@@ -35,7 +35,7 @@ def subjects(tmp_path_factory):
         write_nifti(paths["image"], image, subject.affine)
         write_nifti(paths["mask"], mask.astype(np.uint8), subject.affine)
         write_nifti(paths["label"], subject.label, subject.affine)
-        plan = {"phase1": ("foreground", 200), "phase2": ("natural", 200)}
+        plan = {"foreground": ("foreground", 200), "natural": ("natural", 200)}
         sets = sample_subject(paths["label"], paths["mask"], SCHEME, plan, seed=0, subject=name)
         write_samples(root / f"{name}_samples.npz", sets, {"subject": name})
         files.append(SubjectFiles(name, paths["image"], paths["mask"], paths["label"], str(root / f"{name}_samples.npz")))

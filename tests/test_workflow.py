@@ -114,18 +114,27 @@ def jobs_planned(result: subprocess.CompletedProcess) -> dict[str, int]:
 PREPROCESSING_CONFIG = """datasets:
   demo:
     format: synthetic
-    synthetic: {kind: tumor, n_subjects: 2, seed: 0, spacing_mm: 4.0}
-    split: {train: 0.5, val: 0.0, test: 0.5, seed: 0}
+    synthetic: {kind: tumor, n_subjects: 3, seed: 0, spacing_mm: 4.0}
+    split: {file: split.tsv}
+    models: [tiny]
     preprocessing:
       coregister: {enabled: true}
       bias_correction: {modalities: [t1, t1ce], iterations: [20, 20]}
       normalisation: {method: percentile-zscore}
+models:
+  tiny:
+    architecture: deepmedic
+    parameters: {maps: [4, 4, 4, 4, 4, 4, 4, 4], fc_maps: [8, 8]}
+    training: {phases: [1, 2], epochs: 2, batches_per_epoch: 2, batch_size: 2, samples_per_subject: 50,
+               phase2: {epochs: 1}}
 """
+SPLIT = "subject\tsplit\nSynthTumor_000\ttrain\nSynthTumor_001\ttest\nSynthTumor_002\tval\n"
 
 
-def test_preprocessing_end_to_end_with_provenance_and_incremental_reruns(tmp_path):
+def test_preprocessing_and_training_end_to_end_with_incremental_reruns(tmp_path):
     from lesionseg.io import read_image
 
+    (tmp_path / "split.tsv").write_text(SPLIT)
     result = run(tmp_path, PREPROCESSING_CONFIG)
     assert result.returncode == 0, result.stderr[-3000:]
     subject = "SynthTumor_001"
@@ -158,8 +167,21 @@ def test_preprocessing_end_to_end_with_provenance_and_incremental_reruns(tmp_pat
     # Changing the normalisation re-runs normalisation (and what shows it) only.
     changed = PREPROCESSING_CONFIG.replace("percentile-zscore", "zscore")
     planned = jobs_planned(run(tmp_path, changed, "--dry-run"))
-    assert planned == {"normalise": 2, "preprocessing_qc": 2, "all": 1}, planned
+    assert planned == {"normalise": 3, "preprocessing_qc": 3, "train_model": 2, "all": 1}, planned
     # Changing which modalities N4 corrects re-runs from N4 on, not skull-stripping.
     changed = PREPROCESSING_CONFIG.replace("modalities: [t1, t1ce]", "modalities: all")
     planned = jobs_planned(run(tmp_path, changed, "--dry-run"))
-    assert "skull_strip" not in planned and planned["bias_correct"] == 2, planned
+    assert "skull_strip" not in planned and planned["bias_correct"] == 3, planned
+
+    # Training: both phases ran, on the train subject, validated on the val subject.
+    model_dir = tmp_path / "results/demo/models/tiny"
+    history = (model_dir / "phase1/history.csv").read_text().splitlines()
+    assert len(history) == 3 and "val_dice_WT" in history[0]
+    assert (model_dir / "phase2/model.pt").is_file() and (model_dir / "phase2/learning_curve.png").is_file()
+    assert "1 training subjects" in (tmp_path / "logs/demo/train_model/tiny/phase1.log").read_text()
+    assert (tmp_path / "results/demo/samples/SynthTumor_000.npz").is_file()
+    assert not (tmp_path / "results/demo/samples/SynthTumor_001.npz").exists()  # test subjects are not sampled
+    # A training setting re-runs that model's training only, not preprocessing or sampling.
+    changed = PREPROCESSING_CONFIG.replace("batches_per_epoch: 2", "batches_per_epoch: 3")
+    planned = jobs_planned(run(tmp_path, changed, "--dry-run"))
+    assert planned == {"train_model": 2, "all": 1}, planned

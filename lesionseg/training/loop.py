@@ -36,6 +36,7 @@ from lesionseg.sampling import read_samples
 from lesionseg.training.checkpoints import load_model, save_model
 from lesionseg.training.optim import l1_penalty, learning_rate, make_optimizer, momentum, set_hyperparameters
 from lesionseg.training.patches import IGNORE, augment, cut_segments, load_training_volume, required_pad
+from lesionseg.training.settings import phase_strategy, sample_set_name
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +67,7 @@ class TrainingJob:
     train: Sequence[SubjectFiles]
     val: Sequence[SubjectFiles] = ()
     previous_phase_model: str | None = None
+    first_model: str | None = None  # cascades: the trained first network
     history: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -102,7 +104,14 @@ def _initial_model(job: TrainingJob, device: torch.device) -> nn.Module:
             parameter.requires_grad_(True)
         return model
     torch.manual_seed(job.settings["seed"])
-    return build_model(job.architecture, len(job.modalities), job.scheme.n_classes, job.parameters).to(device)
+    model = build_model(job.architecture, len(job.modalities), job.scheme.n_classes, job.parameters).to(device)
+    if hasattr(model, "first"):
+        if job.first_model is None:
+            raise ValueError(f"model {job.model_name!r} is a cascade: name its trained first network with 'first:'")
+        first, _ = load_model(job.first_model, job.fingerprint, device)
+        model.first.load_state_dict(first.state_dict())  # a TwoPathCNN / DeepMedic of the same sizes
+        model.first.eval()
+    return model
 
 
 def validate(model: nn.Module, subjects: Sequence[SubjectFiles], scheme: LabelScheme, device: torch.device,
@@ -146,7 +155,7 @@ def train(job: TrainingJob, model_path: str, history_path: str, curve_path: str,
     output_size = settings["output_size"]
     pad = required_pad(model, output_size)
     volumes = [load_training_volume(s.image, s.label, job.scheme, pad) for s in job.train]
-    set_name = f"phase{job.phase}"
+    set_name = sample_set_name(phase_strategy(settings, job.phase))
     centres = [read_samples(s.samples)[0][set_name].centres for s in job.train]
     pairs = np.concatenate([np.stack([np.full(len(c), i), np.arange(len(c))], axis=1) for i, c in enumerate(centres)])
     log.info("%s phase %d: %d training subjects, %d samples, %d validation subjects, device %s", job.model_name,

@@ -6,9 +6,13 @@ overrides any of these keys; nested keys merge.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import hashlib
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
+from lesionseg.config import ConfigError
 from lesionseg.preprocessing.settings import deep_update
 
 FAMILIES = {
@@ -75,3 +79,85 @@ def training_settings(architecture: str, overrides: Mapping[str, Any] | None = N
     settings.setdefault("seed", 0)
     settings.setdefault("phases", [1])
     return settings
+
+
+def sample_set_name(strategy: str | Mapping[str, Any]) -> str:
+    """Name of the sample set a strategy is stored under in a subject's sample file."""
+    if isinstance(strategy, str):
+        return strategy
+    digest = hashlib.sha256(json.dumps(strategy, sort_keys=True).encode()).hexdigest()[:8]
+    return f"custom-{digest}"
+
+
+def phase_strategy(settings: Mapping[str, Any], phase: int) -> str | Mapping[str, Any]:
+    return settings["sampling"][f"phase{phase}"]
+
+
+def sampling_plan(model_settings: Sequence[Mapping[str, Any]]) -> dict[str, tuple[Any, int]]:
+    """The sample sets a training subject needs for these models: set name -> (strategy, count)."""
+    plan: dict[str, tuple[Any, int]] = {}
+    for settings in model_settings:
+        for phase in settings["phases"]:
+            strategy = phase_strategy(settings, phase)
+            name = sample_set_name(strategy)
+            count = max(settings["samples_per_subject"], plan.get(name, (None, 0))[1])
+            plan[name] = (strategy, count)
+    return dict(sorted(plan.items()))
+
+
+# The first network a cascade of each architecture is built on.
+CASCADE_FIRST = {
+    "cascaded-deepmedic": "deepmedic",
+    "inputcascadecnn": "twopathcnn",
+    "localcascadecnn": "twopathcnn",
+    "mfcascadecnn": "twopathcnn",
+}
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model of the config, resolved: architecture, hyper-parameters and training settings."""
+
+    name: str
+    architecture: str
+    parameters: dict[str, Any]
+    training: dict[str, Any]
+    first: str | None = None
+
+    @property
+    def final_phase(self) -> int:
+        return max(self.training["phases"])
+
+
+def resolve_models(config: Mapping[str, Any]) -> dict[str, ModelSpec]:
+    """Every model of a validated config, checked (a cascade names a trained first network of its kind)."""
+    from lesionseg.models import architecture_parameters
+
+    specs = {}
+    for name, entry in config.get("models", {}).items():
+        architecture = entry["architecture"]
+        try:
+            parameters = architecture_parameters(architecture, entry.get("parameters"))
+            training = training_settings(architecture, entry.get("training"))
+        except ValueError as err:
+            raise ConfigError(f"model {name!r}: {err}") from None
+        if not set(training["phases"]) <= {1, 2} or 1 not in training["phases"]:
+            raise ConfigError(f"model {name!r}: phases must be [1] or [1, 2], got {training['phases']}")
+        first = entry.get("first")
+        if (architecture in CASCADE_FIRST) != (first is not None):
+            raise ConfigError(f"model {name!r}: 'first:' names the first network of a cascade, and only of one")
+        specs[name] = ModelSpec(name, architecture, parameters, training, first)
+    for spec in specs.values():
+        if spec.first is not None:
+            first = specs.get(spec.first)
+            if first is None or first.architecture != CASCADE_FIRST[spec.architecture]:
+                raise ConfigError(f"model {spec.name!r}: its first network {spec.first!r} must be a "
+                                  f"{CASCADE_FIRST[spec.architecture]} model under 'models:'")
+    for dataset, entry in config["datasets"].items():
+        for name in entry.get("models", []):
+            if name not in specs:
+                raise ConfigError(f"dataset {dataset!r}: model {name!r} is not defined under 'models:'")
+            if specs[name].first and specs[name].first not in entry["models"]:
+                raise ConfigError(f"dataset {dataset!r}: model {name!r} needs its first network "
+                                  f"{specs[name].first!r} in the dataset's models too")
+    return specs

@@ -1,0 +1,57 @@
+# Stage 3: training samples per subject, then one training job per (dataset, model, phase).
+
+
+rule sample_subject:
+    input:
+        label="results/{dataset}/preprocessed/{subject}/label.nii.gz",
+        mask="results/{dataset}/preprocessed/{subject}/brain_mask.nii.gz",
+    output:
+        samples="results/{dataset}/samples/{subject}.npz",
+    log:
+        "logs/{dataset}/sample_subject/{subject}.log",
+    params:
+        plan=dataset_sampling_plan,
+        scheme=lambda wc: DATASETS[wc.dataset].scheme.describe(),
+        seed=lambda wc: config["datasets"][wc.dataset]["split"].get("seed", 0),
+    threads: 1
+    resources:
+        mem_mb=image_mem_mb(500, 20),
+        runtime=5,
+    conda:
+        "../envs/training.yaml"
+    script:
+        "../scripts/sample_subject.py"
+
+
+rule train_model:
+    input:
+        unpack(training_inputs),
+    output:
+        model="results/{dataset}/models/{model}/phase{phase}/model.pt",
+        history="results/{dataset}/models/{model}/phase{phase}/history.csv",
+        curve=report(
+            "results/{dataset}/models/{model}/phase{phase}/learning_curve.png",
+            caption="../report/learning_curve.rst",
+            category="Training",
+        ),
+    log:
+        "logs/{dataset}/train_model/{model}/phase{phase}.log",
+    benchmark:
+        "benchmarks/{dataset}/train_model/{model}/phase{phase}.tsv"
+    params:
+        checkpoint=lambda wc: f"results/{wc.dataset}/models/{wc.model}/phase{wc.phase}/checkpoint.pt",
+        spec=lambda wc: asdict(MODELS[wc.model]),
+        scheme=lambda wc: DATASETS[wc.dataset].scheme.describe(),
+        modalities=lambda wc: DATASETS[wc.dataset].modalities,
+        fingerprint=preprocessing_fingerprint,
+        train_subjects=lambda wc: training_subjects(wc.dataset),
+        val_subjects=lambda wc: validation_subjects(wc.dataset),
+    threads: workflow.cores
+    resources:
+        mem_mb=8000,
+        runtime=lambda wc: 60 * 24,
+        gpu=1,
+    conda:
+        "../envs/training.yaml"
+    script:
+        "../scripts/train_model.py"
