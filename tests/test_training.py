@@ -35,7 +35,7 @@ def subjects(tmp_path_factory):
         write_nifti(paths["image"], image, subject.affine)
         write_nifti(paths["mask"], mask.astype(np.uint8), subject.affine)
         write_nifti(paths["label"], subject.label, subject.affine)
-        plan = {"foreground": ("foreground", 200), "natural": ("natural", 200)}
+        plan = {"foreground": ("foreground", 200), "natural": ("natural", 200), "equiprobable": ("equiprobable", 200)}
         sets = sample_subject(paths["label"], paths["mask"], SCHEME, plan, seed=0, subject=name)
         write_samples(root / f"{name}_samples.npz", sets, {"subject": name})
         files.append(SubjectFiles(name, paths["image"], paths["mask"], paths["label"], str(root / f"{name}_samples.npz")))
@@ -110,3 +110,53 @@ def test_a_model_refuses_data_of_another_preprocessing(subjects, tmp_path):
     assert metadata["preprocessing_fingerprint"] == "fp1" and not model.training
     with pytest.raises(ModelMismatchError, match="preprocessed differently"):
         load_model(paths["pt"], "another")
+
+
+def havaei_job(subjects, architecture="twopathcnn", first=None, **parameters):
+    settings = training_settings(architecture, {"epochs": 1, "batches_per_epoch": 3, "batch_size": 16})
+    small = {"local_maps": [8, 8], "global_maps": 8, **parameters}
+    return TrainingJob(architecture, architecture, small, settings, 1, SCHEME, MODS, "fp1", subjects[:1],
+                       subjects[1:], first_model=first)
+
+
+def test_havaei_models_train_on_2d_patches_and_validate_slice_by_slice(subjects, tmp_path):
+    first = run(havaei_job(subjects), tmp_path, "two")
+    saved = torch.load(first["pt"], weights_only=False)
+    assert np.isfinite(saved["history"][0]["loss"]) and "val_dice_ET" in saved["history"][0]
+    cascade = run(havaei_job(subjects, "inputcascadecnn", first=first["pt"]), tmp_path, "cascade")
+    state = torch.load(cascade["pt"], weights_only=False)["state_dict"]
+    # The cascade's first CNN is the trained TwoPathCNN, unchanged by the cascade's training.
+    assert all(torch.equal(state[f"first.{k}"], v) for k, v in saved["state_dict"].items())
+
+
+def test_a_cascade_needs_its_first_network(subjects, tmp_path):
+    with pytest.raises(ValueError, match="is a cascade"):
+        run(havaei_job(subjects, "mfcascadecnn"), tmp_path)
+
+
+def test_model_config_errors_are_explained():
+    from lesionseg.config import ConfigError, validate_config
+    from lesionseg.training.settings import resolve_models, sampling_plan
+
+    def config(models, dataset_models):
+        return validate_config({"models": models, "datasets": {
+            "d": {"format": "brats2021", "root": "x", "models": dataset_models}}})
+
+    specs = resolve_models(config({"dm": {"architecture": "deepmedic", "training": {"phases": [1, 2]}},
+                                   "tp": {"architecture": "twopathcnn"}}, ["dm", "tp"]))
+    assert specs["dm"].final_phase == 2 and specs["tp"].training["batch_size"] == 128
+    assert sampling_plan([specs["dm"].training, specs["tp"].training]) == {
+        "equiprobable": ("equiprobable", 2000), "foreground": ("foreground", 1000), "natural": ("natural", 1000)}
+    cases = [
+        ({"m": {"architecture": "deepmedic", "training": {"epoch": 3}}}, ["m"], "unknown training setting"),
+        ({"m": {"architecture": "deepmedic", "parameters": {"map": [1]}}}, ["m"], "no hyper-parameter"),
+        ({"m": {"architecture": "inputcascadecnn"}}, ["m"], "'first:' names the first network"),
+        ({"m": {"architecture": "inputcascadecnn", "first": "d"}, "d": {"architecture": "deepmedic"}}, ["m", "d"],
+         "must be a twopathcnn model"),
+        ({"t": {"architecture": "twopathcnn"}, "m": {"architecture": "mfcascadecnn", "first": "t"}}, ["m"],
+         "needs its first network 't'"),
+        ({}, ["nope"], "model 'nope' is not defined"),
+    ]
+    for models, names, message in cases:
+        with pytest.raises(ConfigError, match=message):
+            resolve_models(config(models, names))

@@ -129,6 +129,14 @@ def validate(model: nn.Module, subjects: Sequence[SubjectFiles], scheme: LabelSc
     return {region: float(np.mean(values)) for region, values in scores.items()}
 
 
+def _sample_centres(subject: SubjectFiles, set_name: str) -> np.ndarray:
+    sets, _ = read_samples(subject.samples)
+    if set_name not in sets:
+        raise ValueError(f"{subject.samples}: subject {subject.name} has no sample set {set_name!r} "
+                         f"(it has {sorted(sets)}); re-run its sampling with this model's settings")
+    return sets[set_name].centres
+
+
 def train(job: TrainingJob, model_path: str, history_path: str, curve_path: str, checkpoint_path: str,
           threads: int = 1, device: torch.device | None = None) -> dict[str, Any]:
     """Train ``job``; write the best model, the per-epoch history (CSV) and the learning curve (PNG)."""
@@ -154,16 +162,25 @@ def train(job: TrainingJob, model_path: str, history_path: str, curve_path: str,
 
     output_size = settings["output_size"]
     pad = required_pad(model, output_size)
-    volumes = [load_training_volume(s.image, s.label, job.scheme, pad) for s in job.train]
     set_name = sample_set_name(phase_strategy(settings, job.phase))
-    centres = [read_samples(s.samples)[0][set_name].centres for s in job.train]
-    pairs = np.concatenate([np.stack([np.full(len(c), i), np.arange(len(c))], axis=1) for i, c in enumerate(centres)])
+    all_centres = [_sample_centres(s, set_name) for s in job.train]
     log.info("%s phase %d: %d training subjects, %d samples, %d validation subjects, device %s", job.model_name,
-             job.phase, len(volumes), len(pairs), len(job.val), device)
+             job.phase, len(job.train), sum(len(c) for c in all_centres), len(job.val), device)
+    # Mixed precision where it pays (CUDA); full precision on the CPU.
+    use_amp = device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
     for epoch in range(start_epoch, job.epochs):
         started = time.perf_counter()
         rng = np.random.default_rng([settings["seed"], job.phase, epoch])
+        # As DeepMedic's sub-epochs: only some subjects are in memory at a time.
+        chosen_subjects = np.sort(rng.choice(len(job.train), min(len(job.train), settings["subjects_per_epoch"]),
+                                             replace=False))
+        volumes = [load_training_volume(job.train[i].image, job.train[i].label, job.scheme, pad)
+                   for i in chosen_subjects]
+        centres = [all_centres[i] for i in chosen_subjects]
+        pairs = np.concatenate([np.stack([np.full(len(c), i), np.arange(len(c))], axis=1)
+                                for i, c in enumerate(centres)])
         torch.manual_seed(int(rng.integers(2**31)))
         lr = learning_rate(job.base_lr, epoch, settings)
         set_hyperparameters(optimizer, lr, momentum(epoch, job.epochs, settings["optimizer"]))
@@ -181,17 +198,20 @@ def train(job: TrainingJob, model_path: str, history_path: str, curve_path: str,
                 inputs.append(x)
                 targets.append(y)
             x, y = augment(np.concatenate(inputs), np.concatenate(targets), settings["augmentation"], rng)
-            logits = model(torch.from_numpy(x).to(device))
-            loss = F.cross_entropy(logits, torch.from_numpy(y).to(device), ignore_index=IGNORE)
+            with torch.autocast(device.type, enabled=use_amp):
+                logits = model(torch.from_numpy(x).to(device, non_blocking=True))
+                loss = F.cross_entropy(logits.float(), torch.from_numpy(y).to(device), ignore_index=IGNORE)
             penalty = settings["l1"] * l1_penalty(model)
             optimizer.zero_grad(set_to_none=True)
-            (loss + penalty).backward()
+            scaler.scale(loss + penalty).backward()
+            scaler.unscale_(optimizer)
             # L2 on the trainable weights (as weight decay, applied to the gradient).
             with torch.no_grad():
                 for parameter in trainable:
                     if parameter.grad is not None:
                         parameter.grad.add_(parameter, alpha=settings["l2"])
-            optimizer.step()
+            scaler.step(optimizer)
+            scaler.update()
             losses.append(loss.item())
         scores = validate(model, job.val, job.scheme, device, settings["validation_tile"]) if job.val else {}
         score = float(np.mean(list(scores.values()))) if scores else -float(np.mean(losses))

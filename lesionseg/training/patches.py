@@ -31,9 +31,17 @@ class TrainingVolume:
     pad: int
 
 
+def _input_window(model: nn.Module, output_size: int) -> tuple[int, int]:
+    """Input side, and how far the input reaches before a segment's centre voxel."""
+    input_size = model.input_size(output_size)
+    before_centre = output_size // 2 + getattr(model, "output_offset", (input_size - output_size) // 2)
+    return input_size, before_centre
+
+
 def required_pad(model: nn.Module, output_size: int) -> int:
-    """Padding that lets a segment be cut around any voxel."""
-    return model.input_size(output_size) + output_size
+    """Padding that lets a segment be cut around any voxel (and no more: volumes stay small)."""
+    input_size, before_centre = _input_window(model, output_size)
+    return max(before_centre, input_size - before_centre)
 
 
 def load_training_volume(image_path: str, label_path: str, scheme: LabelScheme, pad: int) -> TrainingVolume:
@@ -50,9 +58,8 @@ def cut_segments(
     volume: TrainingVolume, centres: np.ndarray, model: nn.Module, output_size: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """Inputs ``(N, C, *I)`` and targets ``(N, *O)`` for the centres ``(N, 3)`` (unpadded voxel indices)."""
-    input_size = model.input_size(output_size)
+    input_size, before_in = _input_window(model, output_size)
     before_out = output_size // 2
-    before_in = before_out + getattr(model, "output_offset", (input_size - output_size) // 2)
     spatial = 3 if model.dims == 3 else 2
     inputs = np.empty((len(centres), volume.image.shape[0], *([input_size] * spatial)), dtype=np.float32)
     targets = np.empty((len(centres), *([output_size] * spatial)), dtype=np.int64)
