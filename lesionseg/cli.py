@@ -11,6 +11,7 @@ from pathlib import Path
 from lesionseg.config import ConfigError, load_config
 from lesionseg.datasets import SYNTHETIC_KINDS, datasets_from_config
 from lesionseg.datasets.manifest import build_manifest, format_problems
+from lesionseg.training.settings import resolve_models
 
 
 def check(configfile: Path, threads: int) -> int:
@@ -18,6 +19,7 @@ def check(configfile: Path, threads: int) -> int:
     try:
         config = load_config(configfile)
         datasets = datasets_from_config(config)
+        resolve_models(config)
     except ConfigError as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
