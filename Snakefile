@@ -22,3 +22,11 @@ rule all:
         all_targets,
     default_target: True
     localrule: True
+
+
+onsuccess:
+    print(
+        "lesionseg finished. Per dataset, see results/<dataset>/: subjects.tsv (manifest), "
+        "qc/ (pictures), preprocessed/ (images, masks, provenance), models/ (trained networks, "
+        "learning curves); logs/ holds one log per job."
+    )
