@@ -18,7 +18,7 @@ rule coregister:
         reference=lambda wc: preprocessing_settings(wc)["reference"],
         settings=lambda wc: preprocessing_settings(wc)["coregister"],
         seed=lambda wc: preprocessing_settings(wc)["seed"],
-    threads: 2
+    threads: 1  # ITK registration is reproducible on one thread only
     resources:
         mem_mb=image_mem_mb(1500, 60),
         runtime=image_runtime(10, 0.5),
@@ -62,7 +62,7 @@ rule skull_strip:
         reference=lambda wc: preprocessing_settings(wc)["reference"],
         settings=lambda wc: preprocessing_settings(wc)["skull_strip"],
         seed=lambda wc: preprocessing_settings(wc)["seed"],
-    threads: 2
+    threads: 1  # ITK registration is reproducible on one thread only
     resources:
         mem_mb=image_mem_mb(2000, 80),
         runtime=image_runtime(10, 0.5),

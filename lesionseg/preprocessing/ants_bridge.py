@@ -16,6 +16,18 @@ def set_threads(threads: int) -> None:
     os.environ["ITK_GLOBAL_DEFAULT_NUMBER_OF_THREADS"] = str(max(1, int(threads)))
 
 
+def seed_registrations(seed: int) -> None:
+    """Seed the random sampling of ANTs registrations.
+
+    ANTsPy reads the seed from its config module (a ``random_seed`` argument to
+    ``ants.registration`` is silently ignored). Registrations repeat exactly only
+    on one ITK thread: the workflow runs them so, several subjects at a time.
+    """
+    import ants.config
+
+    ants.config._random_seed = int(seed)  # noqa: SLF001 - ANTsPy's only hook for a seed
+
+
 def to_ants(data: np.ndarray, affine: np.ndarray):
     """An ANTsImage of a 3D array ``(x, y, z)`` with a RAS+ ``affine``."""
     import ants

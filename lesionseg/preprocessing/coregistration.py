@@ -8,7 +8,7 @@ from collections.abc import Mapping
 import numpy as np
 
 from lesionseg.io import Volume
-from lesionseg.preprocessing.ants_bridge import from_ants, to_ants
+from lesionseg.preprocessing.ants_bridge import from_ants, seed_registrations, to_ants
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,8 @@ def coregister(
             continue
         log.info("registering %s to %s (%s)", modality, reference, transform)
         moving = to_ants(volume.data, volume.affine)
-        result = ants.registration(fixed=fixed, moving=moving, type_of_transform=transform, random_seed=seed)
+        seed_registrations(seed)
+        result = ants.registration(fixed=fixed, moving=moving, type_of_transform=transform)
         warped = ants.apply_transforms(fixed=fixed, moving=moving, transformlist=result["fwdtransforms"],
                                        interpolator="linear")
         channels.append(from_ants(warped).data)

@@ -17,7 +17,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from lesionseg.io import Volume, read_image, write_nifti
-from lesionseg.preprocessing.ants_bridge import from_ants, to_ants
+from lesionseg.preprocessing.ants_bridge import from_ants, seed_registrations, to_ants
 
 log = logging.getLogger(__name__)
 
@@ -89,9 +89,10 @@ def mask_with_template(
     fixed = to_ants(reference.data, reference.affine)
     moving = to_ants(template.data, template.affine)
     log.info("registering the head template to the subject (%s at %g mm)", transform, registration_spacing_mm)
+    seed_registrations(seed)
     result = ants.registration(
         fixed=_coarsened(fixed, registration_spacing_mm), moving=_coarsened(moving, registration_spacing_mm),
-        type_of_transform=transform, random_seed=seed,
+        type_of_transform=transform,
     )
     warped = ants.apply_transforms(
         fixed=fixed, moving=to_ants(template_mask.data.astype(np.float32), template_mask.affine),
