@@ -35,6 +35,11 @@ def _margins(model: nn.Module) -> tuple[int, int]:
     return before, total - before
 
 
+def tile_side(tile_output: int, grid: int = 1) -> int:
+    """Output side of a 3D tile: ``tile_output`` rounded down to the model's coarse-grid step."""
+    return max(grid, tile_output - tile_output % grid)
+
+
 def _tiles_3d(shape: tuple[int, ...], tile: int) -> Iterator[tuple[slice, ...]]:
     starts = [range(0, n, tile) for n in shape]
     for corner in itertools.product(*starts):
@@ -65,8 +70,7 @@ def predict_volume(
     probabilities = np.zeros((n_classes, *shape), dtype=np.float32)
     probabilities[0] = 1.0
     if model.dims == 3:
-        grid = getattr(model, "grid", 1)
-        tile = max(grid, tile_output - tile_output % grid)
+        tile = tile_side(tile_output, getattr(model, "grid", 1))
         regions = [r for r in _tiles_3d(shape, tile) if brain_mask[r].any()]
         for batch_start in range(0, len(regions), batch_size):
             batch_regions = regions[batch_start:batch_start + batch_size]
@@ -104,5 +108,5 @@ def _cut(padded: np.ndarray, region: tuple[slice, ...], tile: int, before: int, 
 
 def tile_count(shape: tuple[int, ...], tile_output: int, grid: int = 1) -> int:
     """How many 3D tiles cover ``shape`` (before skipping those outside the brain)."""
-    tile = max(grid, tile_output - tile_output % grid)
+    tile = tile_side(tile_output, grid)
     return math.prod(math.ceil(n / tile) for n in shape)
