@@ -151,6 +151,13 @@ def read_image(path: str | os.PathLike, dtype: np.dtype | type | None = np.float
     return Volume(np.ascontiguousarray(data), affine)
 
 
+def _current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it to ``path`` only on success.
@@ -164,6 +171,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=f".tmp{suffix}", dir=path.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    # mkstemp makes the file private (0600); results get the permissions of any new file.
+    tmp.chmod(0o666 & ~_current_umask())
     try:
         yield tmp
         os.replace(tmp, path)
@@ -172,9 +181,14 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def write_nifti(
-    path: str | os.PathLike, data: np.ndarray, affine: np.ndarray, dtype: np.dtype | type | None = None
+    path: str | os.PathLike, data: np.ndarray, affine: np.ndarray, dtype: np.dtype | type | None = None,
+    scaled_to: np.dtype | type | None = None,
 ) -> Path:
-    """Write ``data`` (axes x, y, z[, c]) with ``affine`` as NIfTI, atomically."""
+    """Write ``data`` (axes x, y, z[, c]) with ``affine`` as NIfTI, atomically.
+
+    ``scaled_to`` stores float data as that integer type with a scale factor in
+    the header (nibabel picks it from the data's range; readers undo it).
+    """
     path = Path(path)
     if not path.name.endswith(NIFTI_SUFFIXES):
         raise ValueError(f"{path}: lesionseg writes NIfTI only; use a .nii or .nii.gz name")
@@ -182,6 +196,8 @@ def write_nifti(
     if array.dtype == np.bool_:
         array = array.astype(np.uint8)
     img = nib.Nifti1Image(array, np.asarray(affine, dtype=float))
+    if scaled_to is not None:
+        img.header.set_data_dtype(scaled_to)
     img.set_qform(img.affine, code=1)
     img.set_sform(img.affine, code=1)
     with atomic_path(path) as tmp:

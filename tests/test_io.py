@@ -59,3 +59,19 @@ def test_atomic_path_leaves_nothing_behind_on_failure(tmp_path):
         tmp.write_text("half")
         raise RuntimeError("killed")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_atomic_writes_get_the_permissions_of_any_new_file(tmp_path):
+    import os
+
+    from lesionseg.io import atomic_path
+
+    mask = os.umask(0o022)
+    try:
+        with atomic_path(tmp_path / "a.txt") as tmp:
+            tmp.write_text("x")
+        plain = tmp_path / "b.txt"
+        plain.write_text("x")
+    finally:
+        os.umask(mask)
+    assert (tmp_path / "a.txt").stat().st_mode & 0o777 == plain.stat().st_mode & 0o777 == 0o644

@@ -1,0 +1,490 @@
+"""Summary tables of the evaluation: per method, region and metric, as CSV and Markdown.
+
+Input is the evaluation stage's per-subject table of every method, concatenated
+by :func:`load_per_subject`: columns ``method, subject, region`` and the metrics
+of :data:`lesionseg.evaluation.metrics.METRICS`, one row per method, subject and
+region. A *method* is a model, an ensemble, or either followed by
+:data:`CRF_SUFFIX` (the same segmentation after the 3D CRF).
+
+- :func:`summary_table`: one row per method, the mean, median and quartiles of
+  each metric in each region over the subjects with truth (numeric, for CSV);
+  :func:`formatted_summary` renders it as ``mean (median [Q1, Q3])`` strings,
+  laid out like the papers' tables.
+- :func:`crf_significance`: paired two-sided Wilcoxon signed-rank test of every
+  method against the same method after the CRF, per region and metric.
+- :func:`volume_table`: predicted volumes (ml) of the subjects without truth,
+  which are reported but never scored.
+- :func:`write_summary`: all of the above as a CSV and a Markdown report,
+  written atomically.
+
+Quartiles use linear interpolation between order statistics (numpy's default).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from lesionseg.evaluation.metrics import METRICS
+from lesionseg.io import atomic_path
+
+PathLike = str | os.PathLike
+
+CRF_SUFFIX = "+crf"
+"""Suffix of a method's name after the 3D CRF (``deepmedic`` -> ``deepmedic+crf``)."""
+
+SUMMARY_METRICS: tuple[str, ...] = ("dice", "sensitivity", "specificity", "hd95")
+"""Metrics of the summary and significance tables by default (those of the papers)."""
+
+STATISTICS: tuple[str, ...] = ("mean", "median", "q1", "q3")
+"""Statistics of each metric and region in the numeric summary, in column order."""
+
+SIGNIFICANCE_COLUMNS: tuple[str, ...] = (
+    "method", "region", "metric", "n", "mean_without", "mean_with", "mean_difference", "statistic", "p_value", "note",
+)
+"""Columns of :func:`crf_significance`."""
+
+
+@dataclass(frozen=True)
+class MetricDisplay:
+    """How a metric is shown in the Markdown report: heading, unit, decimals, and a scale from the CSV's unit."""
+
+    label: str
+    unit: str = ""
+    decimals: int = 3
+    scale: float = 1.0
+    lower_is_better: bool = False
+
+
+DISPLAY: dict[str, MetricDisplay] = {
+    "dice": MetricDisplay("Dice"),
+    "sensitivity": MetricDisplay("Sensitivity"),
+    "specificity": MetricDisplay("Specificity"),
+    "precision": MetricDisplay("Precision"),
+    "hd95": MetricDisplay("HD95", "mm", 1, lower_is_better=True),
+    "assd": MetricDisplay("ASSD", "mm", 1, lower_is_better=True),
+    "hausdorff": MetricDisplay("Hausdorff", "mm", 1, lower_is_better=True),
+    "volume_truth_mm3": MetricDisplay("Truth volume", "ml", 2, 1e-3),
+    "volume_prediction_mm3": MetricDisplay("Predicted volume", "ml", 2, 1e-3),
+    "volume_difference_mm3": MetricDisplay("Volume difference", "ml", 2, 1e-3),
+    "tp": MetricDisplay("TP", "voxels", 0),
+    "fp": MetricDisplay("FP", "voxels", 0, lower_is_better=True),
+    "fn": MetricDisplay("FN", "voxels", 0, lower_is_better=True),
+}
+
+_NA = "–"  # shown for a missing value in Markdown
+
+
+def metric_display(metric: str) -> MetricDisplay:
+    return DISPLAY.get(metric, MetricDisplay(metric))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Loading and selecting rows
+
+
+def load_per_subject(paths: Mapping[str, PathLike]) -> pd.DataFrame:
+    """Concatenate the per-subject CSVs of several methods (method -> path) with a ``method`` column first.
+
+    ``method`` is an ordered categorical in the order of ``paths``, so tables and
+    figures list the methods in that order; ``subject`` and ``region`` are read as
+    strings (subject ids such as ``007`` keep their zeros).
+    """
+    if not paths:
+        raise ValueError("no per-subject table to load")
+    frames = []
+    for method, path in paths.items():
+        frame = pd.read_csv(path, dtype={"subject": str, "region": str})
+        missing = {"subject", "region"} - set(frame.columns)
+        if missing:
+            raise ValueError(f"{path}: not a per-subject table, columns {sorted(missing)} are missing")
+        frames.append(frame.drop(columns="method", errors="ignore").assign(method=method))
+    results = pd.concat(frames, ignore_index=True)
+    results["method"] = pd.Categorical(results["method"], categories=list(paths), ordered=True)
+    return results[["method", *[c for c in results.columns if c != "method"]]]
+
+
+def method_order(results: pd.DataFrame) -> list[str]:
+    """Methods present in ``results``, in category order if ``method`` is categorical, else in order of appearance."""
+    present = set(results["method"].astype(str))
+    if isinstance(results["method"].dtype, pd.CategoricalDtype):
+        return [str(m) for m in results["method"].cat.categories if str(m) in present]
+    return [str(m) for m in pd.unique(results["method"].astype(str))]
+
+
+def _scored_mask(results: pd.DataFrame) -> pd.Series:
+    """True for the rows with truth: any metric other than the predicted volume is a number."""
+    columns = [c for c in METRICS if c in results.columns and c != "volume_prediction_mm3"]
+    if not columns:
+        raise ValueError(f"results have none of the metric columns {list(METRICS)}")
+    return results[columns].notna().any(axis=1)
+
+
+def scored_rows(results: pd.DataFrame) -> pd.DataFrame:
+    """The rows of subjects with truth (scored); the others hold only the predicted volume."""
+    return results[_scored_mask(results)]
+
+
+def _check_columns(results: pd.DataFrame, regions: Sequence[str], metrics: Sequence[str]) -> None:
+    missing = [m for m in ("method", "subject", "region", *metrics) if m not in results.columns]
+    if missing:
+        raise ValueError(f"results lack the columns {missing} (have {list(results.columns)})")
+    known = set(results["region"].astype(str))
+    unknown = [r for r in regions if r not in known]
+    if unknown:
+        raise ValueError(f"regions {unknown} are not in the results (regions there: {sorted(known)})")
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Summary
+
+
+def _statistics(values: np.ndarray) -> dict[str, float]:
+    values = values[~np.isnan(values)]
+    if values.size == 0:
+        return dict.fromkeys(STATISTICS, math.nan)
+    q1, median, q3 = np.percentile(values, [25, 50, 75])
+    return {"mean": float(values.mean()), "median": float(median), "q1": float(q1), "q3": float(q3)}
+
+
+def summary_table(
+    results: pd.DataFrame,
+    regions: Sequence[str],
+    metrics: Sequence[str] = SUMMARY_METRICS,
+    formatted: bool = False,
+) -> pd.DataFrame:
+    """One row per method (index ``method``, in method order) over the subjects with truth.
+
+    Numeric form (default, for CSV): ``n_subjects`` then, for each metric and
+    region, columns ``<metric>_<region>_mean``, ``_median``, ``_q1`` and ``_q3``,
+    in the units of the per-subject table. ``formatted=True`` returns
+    :func:`formatted_summary` of it instead. Methods without any subject with
+    truth are left out.
+    """
+    _check_columns(results, regions, metrics)
+    scored = scored_rows(results)
+    rows: dict[str, dict[str, float]] = {}
+    for method in method_order(scored):
+        group = scored[scored["method"].astype(str) == method]
+        row: dict[str, float] = {"n_subjects": int(group["subject"].nunique())}
+        for metric in metrics:
+            for region in regions:
+                values = group.loc[group["region"].astype(str) == region, metric].to_numpy(dtype=np.float64)
+                for name, value in _statistics(values).items():
+                    row[f"{metric}_{region}_{name}"] = value
+        rows[method] = row
+    columns = ["n_subjects", *[f"{m}_{r}_{s}" for m in metrics for r in regions for s in STATISTICS]]
+    summary = pd.DataFrame.from_dict(rows, orient="index", columns=columns)
+    summary["n_subjects"] = summary["n_subjects"].astype(int)
+    summary.index.name = "method"
+    if formatted:
+        return formatted_summary(summary, regions, metrics)
+    return summary
+
+
+def format_value(value: float, metric: str, signed: bool = False) -> str:
+    """One value of ``metric`` in its display unit and decimals (``–`` if missing)."""
+    if value is None or not np.isfinite(value):
+        return _NA
+    display = metric_display(metric)
+    return f"{value * display.scale:{'+' if signed else ''}.{display.decimals}f}"
+
+
+def format_cell(mean: float, median: float, q1: float, q3: float, metric: str) -> str:
+    """``mean (median [Q1, Q3])`` in the metric's display unit, e.g. ``0.912 (0.915 [0.880, 0.930])``."""
+    if not np.isfinite(mean):
+        return _NA
+    parts = [format_value(v, metric) for v in (mean, median, q1, q3)]
+    return f"{parts[0]} ({parts[1]} [{parts[2]}, {parts[3]}])"
+
+
+def column_heading(metric: str, region: str) -> str:
+    """``Dice WT`` or ``HD95 WT (mm)``."""
+    display = metric_display(metric)
+    return f"{display.label} {region}" + (f" ({display.unit})" if display.unit else "")
+
+
+def formatted_summary(
+    summary: pd.DataFrame, regions: Sequence[str], metrics: Sequence[str] = SUMMARY_METRICS
+) -> pd.DataFrame:
+    """The numeric :func:`summary_table` as strings: columns ``Method``, ``n`` and one per metric and region
+    (``Dice WT``, ..., ``HD95 ET (mm)``), each cell ``mean (median [Q1, Q3])``."""
+    table = pd.DataFrame({"Method": summary.index.astype(str), "n": summary["n_subjects"].astype(int).to_numpy()})
+    for metric in metrics:
+        for region in regions:
+            prefix = f"{metric}_{region}_"
+            table[column_heading(metric, region)] = [
+                format_cell(*(row[prefix + s] for s in STATISTICS), metric) for _, row in summary.iterrows()
+            ]
+    return table
+
+
+# --------------------------------------------------------------------------------------------------------------
+# CRF significance
+
+
+def crf_pairs(results: pd.DataFrame) -> list[tuple[str, str]]:
+    """``(method, method + '+crf')`` for every method present both without and with the CRF, in method order."""
+    methods = method_order(results)
+    return [(m, m + CRF_SUFFIX) for m in methods if not m.endswith(CRF_SUFFIX) and m + CRF_SUFFIX in methods]
+
+
+def _by_subject(scored: pd.DataFrame, method: str, region: str, metric: str) -> pd.Series:
+    rows = scored[(scored["method"].astype(str) == method) & (scored["region"].astype(str) == region)]
+    duplicated = rows["subject"][rows["subject"].duplicated()].unique()
+    if duplicated.size:
+        raise ValueError(f"method {method!r}, region {region!r}: subjects {list(duplicated)} appear more than once")
+    return rows.set_index("subject")[metric].astype(np.float64)
+
+
+def paired_wilcoxon(without: np.ndarray, with_crf: np.ndarray) -> tuple[float, float, str]:
+    """Two-sided Wilcoxon signed-rank test of paired values: ``(statistic, p_value, note)``.
+
+    Degenerate cases are not passed to scipy: fewer than 2 pairs give NaN
+    statistic and p-value; differences all zero give p = 1 (no evidence of any
+    change) and a NaN statistic. Zero differences are otherwise dropped (scipy's
+    ``zero_method='wilcox'``); scipy's warnings (e.g. a normal approximation on
+    a small sample) go to the note instead of the console.
+    """
+    without = np.asarray(without, dtype=np.float64)
+    with_crf = np.asarray(with_crf, dtype=np.float64)
+    n = without.size
+    if n < 2:
+        return math.nan, math.nan, f"not tested: {n} paired subject{'s' if n != 1 else ''}, need 2 or more"
+    differences = with_crf - without
+    n_zero = int(np.count_nonzero(differences == 0))
+    if n_zero == n:
+        return math.nan, 1.0, "all differences are zero"
+    notes = [f"{n_zero} zero difference{'s' if n_zero > 1 else ''} dropped"] if n_zero else []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = stats.wilcoxon(with_crf, without, alternative="two-sided")
+    notes += sorted({str(w.message).splitlines()[0] for w in caught})
+    return float(result.statistic), float(result.pvalue), "; ".join(notes)
+
+
+def crf_significance(
+    results: pd.DataFrame, regions: Sequence[str], metrics: Sequence[str] = SUMMARY_METRICS
+) -> pd.DataFrame:
+    """Does the CRF change the scores? One row per method with a ``+crf`` twin, region and metric.
+
+    Pairs are the subjects with truth scored by both methods. Columns (see
+    :data:`SIGNIFICANCE_COLUMNS`): ``n`` pairs, the means without and with the
+    CRF, ``mean_difference`` = mean of (with - without) (positive: the CRF
+    raised the metric, which is worse for distances), and the Wilcoxon
+    ``statistic`` and two-sided ``p_value`` of :func:`paired_wilcoxon`, with a
+    ``note`` for the degenerate cases. p-values are not corrected for multiple
+    comparisons. Methods without a ``+crf`` twin are skipped.
+    """
+    _check_columns(results, regions, metrics)
+    scored = scored_rows(results)
+    rows = []
+    for method, crf_method in crf_pairs(scored):
+        for region in regions:
+            for metric in metrics:
+                pairs = pd.concat(
+                    {"without": _by_subject(scored, method, region, metric),
+                     "with": _by_subject(scored, crf_method, region, metric)},
+                    axis=1, join="inner",
+                ).dropna()
+                without, with_crf = pairs["without"].to_numpy(), pairs["with"].to_numpy()
+                statistic, p_value, note = paired_wilcoxon(without, with_crf)
+                empty = len(pairs) == 0
+                rows.append({
+                    "method": method, "region": region, "metric": metric, "n": len(pairs),
+                    "mean_without": math.nan if empty else float(without.mean()),
+                    "mean_with": math.nan if empty else float(with_crf.mean()),
+                    "mean_difference": math.nan if empty else float((with_crf - without).mean()),
+                    "statistic": statistic, "p_value": p_value, "note": note,
+                })
+    return pd.DataFrame(rows, columns=list(SIGNIFICANCE_COLUMNS))
+
+
+def format_p_value(p: float) -> str:
+    """``0.031``, ``<0.001``, or ``–`` when there is no p-value."""
+    if p is None or not np.isfinite(p):
+        return _NA
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def formatted_significance(significance: pd.DataFrame) -> pd.DataFrame:
+    """:func:`crf_significance` as strings in each metric's display unit, for Markdown."""
+    rows = []
+    for _, row in significance.iterrows():
+        metric = str(row["metric"])
+        display = metric_display(metric)
+        rows.append({
+            "Method": row["method"],
+            "Region": row["region"],
+            "Metric": display.label + (f" ({display.unit})" if display.unit else ""),
+            "n": int(row["n"]),
+            "Without CRF": format_value(row["mean_without"], metric),
+            "With CRF": format_value(row["mean_with"], metric),
+            "Difference": format_value(row["mean_difference"], metric, signed=True),
+            "p": format_p_value(row["p_value"]),
+            "Note": row["note"],
+        })
+    return pd.DataFrame(rows, columns=["Method", "Region", "Metric", "n", "Without CRF", "With CRF", "Difference",
+                                       "p", "Note"])
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Subjects without truth
+
+
+def volume_table(results: pd.DataFrame) -> pd.DataFrame:
+    """Predicted volumes (ml) of the subjects without truth, which are reported but not scored.
+
+    One row per subject and method (columns ``subject``, ``method``, then one
+    column per region, in order of appearance, holding the volume in ml); sorted
+    by subject, then method order. Empty (with those columns) if every subject has truth.
+    """
+    unscored = results[~_scored_mask(results) & results["volume_prediction_mm3"].notna()]
+    regions = [str(r) for r in pd.unique(results["region"].astype(str))]
+    if unscored.empty:
+        return pd.DataFrame(columns=["subject", "method", *regions])
+    table = unscored.assign(volume_ml=unscored["volume_prediction_mm3"] * 1e-3, method=unscored["method"].astype(str))
+    table = table.pivot_table(index=["subject", "method"], columns="region", values="volume_ml", aggfunc="first",
+                              observed=True)
+    table = table.reindex(columns=[r for r in regions if r in table.columns]).reset_index()
+    table.columns.name = None
+    order = {m: i for i, m in enumerate(method_order(results))}
+    table = table.sort_values(["subject", "method"], key=lambda c: c.map(order) if c.name == "method" else c)
+    return table.reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Markdown and files
+
+
+def _markdown_cell(value: object, float_format: str) -> str:
+    if value is None or (isinstance(value, float | np.floating) and not np.isfinite(value)):
+        return _NA
+    if isinstance(value, float | np.floating):
+        text = format(float(value), float_format)
+    else:
+        text = str(value)
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+_NUMBER = re.compile(r"^\s*(<|[-+])?\d")
+
+
+def _numeric_column(column: pd.Series) -> bool:
+    """Right-align numbers, and strings that start like one (formatted values, ``<0.001``)."""
+    if pd.api.types.is_bool_dtype(column):
+        return False
+    if pd.api.types.is_numeric_dtype(column):
+        return True
+    cells = [v for v in column if isinstance(v, str) and v not in ("", _NA)]
+    return bool(cells) and all(_NUMBER.match(v) for v in cells)
+
+
+def markdown_table(df: pd.DataFrame, index: bool = False, float_format: str = ".3f") -> str:
+    """A GitHub-flavoured Markdown table of ``df``: numeric columns (and columns of formatted numbers)
+    right-aligned, floats with ``float_format``, missing values as ``–``, ``|`` escaped; ``index=True`` adds the
+    index as the first column(s)."""
+    if index:
+        df = df.reset_index()
+    headers = [_markdown_cell(str(c), float_format) for c in df.columns]
+    numeric = [_numeric_column(df.iloc[:, i]) for i in range(df.shape[1])]
+    lines = [
+        "| " + " | ".join(headers) + " |",
+        "| " + " | ".join("---:" if n else ":---" for n in numeric) + " |",
+    ]
+    for row in df.itertuples(index=False):
+        lines.append("| " + " | ".join(_markdown_cell(v, float_format) for v in row) + " |")
+    return "\n".join(lines) + "\n"
+
+
+SUMMARY_LEGEND = (
+    "Each cell: mean (median [Q1, Q3]) over the n test subjects with truth; Dice, sensitivity, specificity "
+    "and precision are fractions (0-1, higher is better); HD95 is the 95th percentile of the surface distances "
+    "in mm (lower is better)."
+)
+SIGNIFICANCE_LEGEND = (
+    "Means over the n subjects scored both with and without the CRF; difference = mean of (with CRF - without), "
+    "so a positive difference is an improvement for Dice, sensitivity and specificity and a deterioration for "
+    "HD95; p: two-sided Wilcoxon signed-rank test paired by subject, not corrected for multiple comparisons."
+)
+
+
+def _write_text(path: PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        Path(tmp).write_text(text, encoding="utf-8")
+
+
+def _write_csv(path: PathLike, table: pd.DataFrame, index: bool) -> None:
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=index)
+
+
+def summary_markdown(
+    results: pd.DataFrame,
+    regions: Sequence[str],
+    metrics: Sequence[str] = SUMMARY_METRICS,
+    significance: bool | pd.DataFrame = True,
+    title: str = "Evaluation summary",
+) -> str:
+    """The Markdown report: summary table and legend, CRF significance table and legend, then the predicted
+    volumes of the subjects without truth (if any). ``significance`` is True (compute it), False (leave the
+    section out) or a precomputed :func:`crf_significance` table."""
+    summary = summary_table(results, regions, metrics)
+    parts = [f"# {title}\n"]
+    parts.append("## Scores of the test subjects with truth\n")
+    if summary.empty:
+        parts.append("No test subject has truth: nothing is scored.\n")
+    else:
+        parts.append(markdown_table(formatted_summary(summary, regions, metrics)))
+        parts.append(SUMMARY_LEGEND + "\n")
+    if significance is not False:
+        table = crf_significance(results, regions, metrics) if significance is True else significance
+        parts.append("## Effect of the CRF\n")
+        if table.empty:
+            parts.append("No method was evaluated both with and without the CRF.\n")
+        else:
+            parts.append(markdown_table(formatted_significance(table)))
+            parts.append(SIGNIFICANCE_LEGEND + "\n")
+    volumes = volume_table(results)
+    if not volumes.empty:
+        parts.append("## Subjects without truth (not scored)\n")
+        headings = {c: f"{c} (ml)" for c in volumes.columns if c not in ("subject", "method")}
+        parts.append(markdown_table(volumes.rename(columns=headings), float_format=".2f"))
+        parts.append("Predicted volume of each region in ml (1 ml = 1000 mm³).\n")
+    return "\n".join(parts)
+
+
+def write_summary(
+    results: pd.DataFrame,
+    regions: Sequence[str],
+    csv_path: PathLike,
+    markdown_path: PathLike,
+    significance: bool | pd.DataFrame = True,
+    metrics: Sequence[str] = SUMMARY_METRICS,
+    significance_csv_path: PathLike | None = None,
+    title: str = "Evaluation summary",
+) -> pd.DataFrame:
+    """Write the numeric summary as CSV (column ``method`` first) and the Markdown report, atomically.
+
+    ``significance`` as in :func:`summary_markdown`; ``significance_csv_path``
+    also writes the CRF significance table as CSV. Returns the numeric summary.
+    """
+    summary = summary_table(results, regions, metrics)
+    if significance is True:
+        significance = crf_significance(results, regions, metrics)
+    markdown = summary_markdown(results, regions, metrics, significance, title)
+    _write_csv(csv_path, summary, index=True)
+    if significance_csv_path is not None:
+        table = significance if isinstance(significance, pd.DataFrame) else crf_significance(results, regions, metrics)
+        _write_csv(significance_csv_path, table, index=False)
+    _write_text(markdown_path, markdown)
+    return summary
