@@ -11,10 +11,17 @@ configfile: "config/config.yaml"
 validate(config, "schemas/config.schema.yaml")
 
 
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/datasets.smk"
 include: "rules/preprocessing.smk"
 include: "rules/training.smk"
+include: "rules/inference.smk"
+include: "rules/crf.smk"
+include: "rules/evaluation.smk"
+include: "rules/reporting.smk"
 
 
 rule all:
@@ -28,5 +35,6 @@ onsuccess:
     print(
         "lesionseg finished. Per dataset, see results/<dataset>/: subjects.tsv (manifest), "
         "qc/ (pictures), preprocessed/ (images, masks, provenance), models/ (trained networks, "
-        "learning curves); logs/ holds one log per job."
+        "learning curves), segmentations/<method>/ and probabilities/<method>/ (per test subject, on "
+        "its original grid; <method> is a model, an ensemble, or either + crf); logs/ holds one log per job."
     )

@@ -9,11 +9,14 @@ from pathlib import Path
 
 from lesionseg.datasets import SUBJECT_ID, SYNTHETIC_KINDS, datasets_from_config, synthetic_subject_files
 from lesionseg.datasets.manifest import LABEL_COLUMN, read_manifest
+from lesionseg.inference.methods import dataset_methods, dataset_model_names, resolve_ensembles
 from lesionseg.preprocessing.settings import SYNTHETIC_TEMPLATE, fingerprint
 from lesionseg.training.settings import resolve_models, sampling_plan
 
 DATASETS = datasets_from_config(config)
 MODELS = resolve_models(config)
+ENSEMBLES = resolve_ensembles(config)
+NETWORKS = [*MODELS, *ENSEMBLES]  # what produces probabilities: a model or an ensemble
 NOTHING = "(?!x)x"  # a regex that matches no name
 
 
@@ -25,11 +28,14 @@ def one_of(names):
 wildcard_constraints:
     dataset=one_of(DATASETS),
     model=one_of(MODELS),
+    ensemble=one_of(ENSEMBLES),
+    network=one_of(NETWORKS),
+    method=f"(?:{one_of(NETWORKS)})(?:\\+crf)?",
     phase="1|2",
     subject=SUBJECT_ID.pattern.strip("^$"),
 
 
-def dataset_entry(wildcards, drop=("preprocessing", "models")):
+def dataset_entry(wildcards, drop=("preprocessing", "models", "ensembles")):
     """The dataset's config entry without the keys a rule does not use (so editing them re-runs nothing)."""
     return {k: v for k, v in config["datasets"][wildcards.dataset].items() if k not in drop}
 
@@ -157,7 +163,8 @@ def preprocessing_targets(dataset):
 
 
 def dataset_models(dataset):
-    return [MODELS[name] for name in config["datasets"][dataset]["models"]]
+    """Models trained on a dataset: its own, and its ensembles' members."""
+    return [MODELS[name] for name in dataset_model_names(config, dataset)]
 
 
 def dataset_sampling_plan(wildcards):
@@ -212,6 +219,104 @@ def training_targets(dataset):
     return targets
 
 
+def final_model(wildcards):
+    """The model file of the model's last training phase."""
+    spec = MODELS[wildcards.model]
+    return f"{model_dir(wildcards.dataset, spec.name, spec.final_phase)}/model.pt"
+
+
+def inference_settings(wildcards):
+    """The keys of `inference:` that dense inference uses."""
+    keys = ("segment_size", "batch_size", "precision", "memory_budget_mb")
+    return {key: config["inference"][key] for key in keys}
+
+
+def ensemble_members(wildcards):
+    return [f"results/{wildcards.dataset}/inference/{m}/{wildcards.subject}.nii.gz"
+            for m in ENSEMBLES[wildcards.ensemble]]
+
+
+def crf_tuning_inputs(wildcards):
+    """The network's probabilities, images, masks and truth of the labelled validation subjects."""
+    dataset, network = wildcards.dataset, wildcards.network
+    subjects = validation_subjects(dataset)
+    if not subjects:
+        raise ValueError(f"dataset {dataset!r}: CRF tuning needs labelled validation subjects; adjust 'split:' or "
+                         "set crf: {tune: {enabled: false}}")
+    pre = f"results/{dataset}/preprocessed"
+    return {
+        "probabilities": [f"results/{dataset}/inference/{network}/{s}.nii.gz" for s in subjects],
+        "images": [f"{pre}/{s}/image.nii.gz" for s in subjects],
+        "masks": [f"{pre}/{s}/brain_mask.nii.gz" for s in subjects],
+        "labels": [f"{pre}/{s}/label.nii.gz" for s in subjects],
+    }
+
+
+def crf_inputs(wildcards):
+    """A subject's network probabilities and image, and the tuned parameters when tuning is on."""
+    inputs = {
+        "probabilities": f"results/{wildcards.dataset}/inference/{wildcards.network}/{wildcards.subject}.nii.gz",
+        "image": f"{OUT}/image.nii.gz".format(**wildcards),
+        "mask": f"{OUT}/brain_mask.nii.gz".format(**wildcards),
+    }
+    if config["crf"]["tune"]["enabled"]:
+        inputs["parameters"] = f"results/{wildcards.dataset}/crf/{wildcards.network}/parameters.yaml"
+    return inputs
+
+
+def crf_parameters(wildcards):
+    """The configured CRF parameters, used as given or as the tuning's first trial."""
+    return config["crf"]["parameters"]
+
+
+def segmentation_targets(dataset):
+    """Segmentations and probability maps of every method for every test subject, on the original grid."""
+    targets = []
+    for method in dataset_methods(config, dataset):
+        for subject in test_subjects(dataset):
+            targets += [f"results/{dataset}/segmentations/{method}/{subject}.nii.gz",
+                        f"results/{dataset}/probabilities/{method}/{subject}.nii.gz"]
+    return targets
+
+
+def test_subjects(dataset):
+    return manifest_subjects(dataset, "test")
+
+
+def evaluation_inputs(wildcards):
+    """A method's segmentations of the test subjects, and the truth of those that have one."""
+    dataset, rows = wildcards.dataset, manifest_rows(wildcards.dataset)
+    subjects = test_subjects(dataset)
+    return {
+        "segmentations": [f"results/{dataset}/segmentations/{wildcards.method}/{s}.nii.gz" for s in subjects],
+        "truths": [rows[s][LABEL_COLUMN] for s in subjects if rows[s][LABEL_COLUMN]],
+    }
+
+
+def overlay_inputs(wildcards):
+    """A test subject's input images, a method's segmentation, and the truth if there is one."""
+    inputs = {
+        "images": raw_images(wildcards),
+        "segmentation": f"results/{wildcards.dataset}/segmentations/{wildcards.method}/{wildcards.subject}.nii.gz",
+    }
+    truth = manifest_rows(wildcards.dataset)[wildcards.subject][LABEL_COLUMN]
+    if truth:
+        inputs["truth"] = truth
+    return inputs
+
+
+def evaluation_targets(dataset):
+    """Per-method tables, the dataset's summaries and an overlay per method and test subject."""
+    subjects = test_subjects(dataset)
+    if not subjects:
+        return []
+    methods = dataset_methods(config, dataset)
+    targets = [f"results/{dataset}/evaluation/{method}/per_subject.csv" for method in methods]
+    targets += [f"results/{dataset}/evaluation/summary.{ext}" for ext in ("csv", "md", "html")]
+    targets += [f"results/{dataset}/figures/overlays/{m}/{s}.png" for m in methods for s in subjects]
+    return targets
+
+
 def all_targets(wildcards):
     targets = []
     for name, dataset in DATASETS.items():
@@ -220,4 +325,6 @@ def all_targets(wildcards):
             targets += [f"results/{name}/qc/synthetic/{s}.png" for s in dataset.synthetic_subjects()]
         targets += preprocessing_targets(name)
         targets += training_targets(name)
+        targets += segmentation_targets(name)
+        targets += evaluation_targets(name)
     return targets

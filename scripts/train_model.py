@@ -1,5 +1,9 @@
 """Train one model for one phase on one dataset (rule train_model)."""
 
+from lesionseg.runtime import use_huge_pages
+
+use_huge_pages()  # before torch allocates anything
+
 from lesionseg.labels import scheme_from_config
 from lesionseg.logs import log_to_file
 from lesionseg.training.loop import SubjectFiles, TrainingJob, train

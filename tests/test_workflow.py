@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 
 from conftest import REPO, make_prefixed
 from lesionseg.datasets.manifest import read_manifest
@@ -117,6 +118,7 @@ PREPROCESSING_CONFIG = """datasets:
     synthetic: {kind: tumor, n_subjects: 3, seed: 0, spacing_mm: 4.0}
     split: {file: split.tsv}
     models: [tiny]
+    ensembles: [both]
     preprocessing:
       coregister: {enabled: true}
       bias_correction: {modalities: [t1, t1ce], iterations: [20, 20]}
@@ -127,6 +129,15 @@ models:
     parameters: {maps: [4, 4, 4, 4, 4, 4, 4, 4], fc_maps: [8, 8]}
     training: {phases: [1, 2], epochs: 2, batches_per_epoch: 2, batch_size: 2, samples_per_subject: 50,
                phase2: {epochs: 1}}
+  flat:
+    architecture: twopathcnn
+    training: {phases: [1], epochs: 1, batches_per_epoch: 2, batch_size: 8, samples_per_subject: 50}
+ensembles:
+  both: {members: [tiny, flat]}
+inference: {min_component_mm3: 200}
+crf:
+  parameters: {iterations: 2}
+  tune: {trials: 2}
 """
 SPLIT = "subject\tsplit\nSynthTumor_000\ttrain\nSynthTumor_001\ttest\nSynthTumor_002\tval\n"
 
@@ -167,7 +178,8 @@ def test_preprocessing_and_training_end_to_end_with_incremental_reruns(tmp_path)
     # Changing the normalisation re-runs normalisation (and what shows it) only.
     changed = PREPROCESSING_CONFIG.replace("percentile-zscore", "zscore")
     planned = jobs_planned(run(tmp_path, changed, "--dry-run"))
-    assert planned == {"normalise": 3, "preprocessing_qc": 3, "train_model": 2, "all": 1}, planned
+    downstream = {"infer": 4, "ensemble": 2, "tune_crf": 3, "crf": 3, "export_results": 6}
+    assert planned == {"normalise": 3, "preprocessing_qc": 3, "train_model": 3, **downstream, "all": 1}, planned
     # Changing which modalities N4 corrects re-runs from N4 on, not skull-stripping.
     changed = PREPROCESSING_CONFIG.replace("modalities: [t1, t1ce]", "modalities: all")
     planned = jobs_planned(run(tmp_path, changed, "--dry-run"))
@@ -184,4 +196,31 @@ def test_preprocessing_and_training_end_to_end_with_incremental_reruns(tmp_path)
     # A training setting re-runs that model's training only, not preprocessing or sampling.
     changed = PREPROCESSING_CONFIG.replace("batches_per_epoch: 2", "batches_per_epoch: 3")
     planned = jobs_planned(run(tmp_path, changed, "--dry-run"))
-    assert planned == {"train_model": 2, "all": 1}, planned
+    assert planned == {"train_model": 2, "infer": 2, "ensemble": 2, "tune_crf": 2, "crf": 2, "export_results": 4,
+                       "all": 1}, planned
+
+    # Every method's results for the test subject, on its original grid, in raw label values.
+    methods = ["tiny", "flat", "both", "tiny+crf", "flat+crf", "both+crf"]
+    for method in methods:
+        segmentation = read_image(tmp_path / f"results/demo/segmentations/{method}/{subject}.nii.gz", dtype=None)
+        assert segmentation.data.shape == raw.data.shape and np.allclose(segmentation.affine, raw.affine)
+        assert set(np.unique(segmentation.data)) <= {0, 1, 2, 4}, method
+        probabilities = read_image(tmp_path / f"results/demo/probabilities/{method}/{subject}.nii.gz")
+        assert probabilities.data.shape == (*raw.data.shape, 4)
+        assert np.allclose(probabilities.data.sum(axis=-1), 1, atol=1e-3)
+    inference = tmp_path / "results/demo/inference"
+    members = [read_image(inference / f"{m}/{subject}.nii.gz").data for m in ("tiny", "flat")]
+    assert np.allclose(read_image(inference / f"both/{subject}.nii.gz").data, (members[0] + members[1]) / 2,
+                       atol=1e-6)
+    assert not (inference / "tiny/SynthTumor_000.nii.gz").exists()  # training subjects are not segmented
+    tuned = yaml.safe_load((tmp_path / "results/demo/crf/tiny/parameters.yaml").read_text())
+    assert tuned["validation_subjects"] == ["SynthTumor_002"] and tuned["parameters"]["iterations"] == 2
+    assert len((tmp_path / "results/demo/crf/tiny/search.csv").read_text().splitlines()) == 1 + 1 + 2
+    # A CRF parameter re-runs the CRF and what follows it, nothing upstream.
+    planned = jobs_planned(run(tmp_path, PREPROCESSING_CONFIG.replace("iterations: 2}", "iterations: 3}"),
+                               "--dry-run"))
+    assert planned == {"tune_crf": 3, "crf": 3, "export_results": 3, "all": 1}, planned
+    # Post-processing re-runs the export only.
+    planned = jobs_planned(run(tmp_path, PREPROCESSING_CONFIG.replace("min_component_mm3: 200",
+                                                                      "min_component_mm3: 0"), "--dry-run"))
+    assert planned == {"export_results": 6, "all": 1}, planned

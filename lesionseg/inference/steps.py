@@ -1,0 +1,146 @@
+"""One function per inference rule: read the files, call the stage's logic, write the outputs.
+
+Probability maps between the rules (network, ensemble, CRF) live on the
+preprocessing grid as float32; only :func:`export_subject` goes back to the
+subject's original grid.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+from lesionseg.crf import CRFParameters, dense_crf
+from lesionseg.crf.tuning import ValidationCase, tune_crf
+from lesionseg.inference.dense import default_device, predict_volume
+from lesionseg.inference.outputs import (
+    probabilities_on_original_grid,
+    read_probabilities,
+    segmentation_from_probabilities,
+    write_probabilities,
+)
+from lesionseg.io import Volume, atomic_path, read_image, write_nifti
+from lesionseg.labels import LabelScheme
+from lesionseg.preprocessing.geometry import GridGeometry
+from lesionseg.training.checkpoints import load_model
+
+log = logging.getLogger(__name__)
+
+PathLike = str | os.PathLike
+
+
+def read_channels_first(path: PathLike) -> Volume:
+    """A preprocessed image ``(x, y, z[, c])`` as ``(c, x, y, z)`` float32."""
+    volume = read_image(path)
+    data = volume.data if volume.data.ndim == 4 else volume.data[..., None]
+    return Volume(np.ascontiguousarray(np.moveaxis(data, -1, 0)), volume.affine)
+
+
+def read_mask(path: PathLike) -> np.ndarray:
+    return read_image(path, dtype=None).data > 0
+
+
+def infer_subject(model_path: PathLike, image_path: PathLike, mask_path: PathLike, output: PathLike,
+                  fingerprint: str, settings: Mapping[str, Any], threads: int = 1) -> None:
+    """Dense inference of one saved model on one preprocessed subject."""
+    torch.set_num_threads(threads)
+    device = default_device()
+    model, metadata = load_model(model_path, fingerprint, device)
+    image = read_channels_first(image_path)
+    if image.data.shape[0] != metadata["in_channels"]:
+        raise ValueError(f"{image_path}: {image.data.shape[0]} channels, but the model {model_path} was trained on "
+                         f"{metadata['in_channels']} ({', '.join(metadata.get('modalities', []))})")
+    segment = settings["segment_size"]
+    start = time.perf_counter()
+    probabilities = predict_volume(
+        model, image.data, read_mask(mask_path), device,
+        tile_output=None if segment == "auto" else int(segment), batch_size=settings["batch_size"],
+        precision=settings["precision"], memory_budget_mb=settings["memory_budget_mb"], progress=True,
+    )
+    log.info("%s: dense inference of %s voxels on %s in %.1f s", model_path, "x".join(map(str, image.data.shape[1:])),
+             device, time.perf_counter() - start)
+    write_probabilities(output, probabilities, image.affine)
+
+
+def ensemble_subject(member_paths: Sequence[PathLike], output: PathLike) -> None:
+    """Average the members' probability maps (all on the subject's preprocessing grid)."""
+    first = read_probabilities(member_paths[0])
+    total = first.data.astype(np.float64)
+    for path in member_paths[1:]:
+        member = read_probabilities(path)
+        if member.data.shape != first.data.shape or not np.allclose(member.affine, first.affine, atol=1e-4):
+            raise ValueError(f"{path}: its grid differs from {member_paths[0]}'s; ensemble members must come from "
+                             "the same preprocessed subject")
+        total += member.data
+    write_probabilities(output, (total / len(member_paths)).astype(np.float32), first.affine)
+
+
+def crf_subject(probabilities_path: PathLike, image_path: PathLike, mask_path: PathLike, output: PathLike,
+                parameters: CRFParameters, threads: int = 1) -> None:
+    """The 3D fully connected CRF on a network's probabilities, features from the preprocessed image."""
+    torch.set_num_threads(threads)
+    probabilities = read_probabilities(probabilities_path)
+    image = read_channels_first(image_path)
+    spacing = tuple(float(s) for s in np.linalg.norm(image.affine[:3, :3], axis=0))
+    start = time.perf_counter()
+    marginals = dense_crf(probabilities.data, image.data, spacing, parameters, mask=read_mask(mask_path),
+                          device=default_device())
+    log.info("%s: CRF in %.1f s (%s)", probabilities_path, time.perf_counter() - start, parameters)
+    write_probabilities(output, marginals, probabilities.affine)
+
+
+def export_subject(probabilities_path: PathLike, geometry_path: PathLike, scheme: LabelScheme,
+                   probabilities_out: PathLike, segmentation_out: PathLike, min_component_mm3: float = 0.0,
+                   probabilities_dtype: str = "float32") -> None:
+    """Probabilities and segmentation (raw label values) on the subject's original grid and affine."""
+    geometry = GridGeometry.from_json(geometry_path)
+    probabilities = probabilities_on_original_grid(read_probabilities(probabilities_path).data, geometry)
+    spacing = tuple(float(s) for s in np.linalg.norm(geometry.original_affine[:3, :3], axis=0))
+    segmentation, removed = segmentation_from_probabilities(probabilities, scheme, spacing, min_component_mm3)
+    if removed:
+        log.info("removed %d lesion components smaller than %g mm^3", removed, min_component_mm3)
+    write_probabilities(probabilities_out, probabilities, geometry.original_affine, probabilities_dtype)
+    write_nifti(segmentation_out, segmentation, geometry.original_affine)
+
+
+def tune_crf_parameters(names: Sequence[str], probability_paths: Sequence[PathLike], image_paths: Sequence[PathLike],
+                        mask_paths: Sequence[PathLike], label_paths: Sequence[PathLike], scheme: LabelScheme,
+                        base: CRFParameters, trials: int, seed: int, parameters_out: PathLike, search_out: PathLike,
+                        threads: int = 1) -> None:
+    """Random search of the CRF parameters on validation subjects; writes the best (YAML) and every trial (CSV)."""
+    torch.set_num_threads(threads)
+    cases = []
+    for name, probabilities, image, mask, label in zip(names, probability_paths, image_paths, mask_paths,
+                                                      label_paths, strict=True):
+        channels = read_channels_first(image)
+        cases.append(ValidationCase(
+            name, read_probabilities(probabilities).data, channels.data, read_image(label, dtype=None).data,
+            read_mask(mask), tuple(float(s) for s in np.linalg.norm(channels.affine[:3, :3], axis=0)),
+        ))
+    best, rows = tune_crf(cases, scheme, base, trials, seed)
+    best_row = max(rows[1:], key=lambda row: row["mean_dice"])
+    with atomic_path(search_out) as tmp:
+        pd.DataFrame(rows).to_csv(tmp, index=False)
+    with atomic_path(parameters_out) as tmp:
+        tmp.write_text(yaml.safe_dump({
+            "parameters": best.to_mapping(),
+            "validation_subjects": list(names),
+            "mean_dice": round(best_row["mean_dice"], 6),
+            "network_mean_dice": round(rows[0]["mean_dice"], 6),
+            "trials": trials,
+            "seed": seed,
+        }, sort_keys=False))
+
+
+def read_crf_parameters(path: PathLike) -> CRFParameters:
+    """The parameters chosen by :func:`tune_crf_parameters`."""
+    with open(path) as stream:
+        return CRFParameters.from_mapping(yaml.safe_load(stream)["parameters"])

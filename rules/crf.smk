@@ -1,0 +1,49 @@
+# Stage 5: the 3D fully connected CRF after every model and ensemble, with parameters tuned on the
+# validation split (or as configured).
+
+
+rule tune_crf:
+    input:
+        unpack(crf_tuning_inputs),
+    output:
+        parameters="results/{dataset}/crf/{network}/parameters.yaml",
+        search="results/{dataset}/crf/{network}/search.csv",
+    log:
+        "logs/{dataset}/tune_crf/{network}.log",
+    benchmark:
+        "benchmarks/{dataset}/tune_crf/{network}.tsv"
+    params:
+        subjects=lambda wc: validation_subjects(wc.dataset),
+        scheme=lambda wc: DATASETS[wc.dataset].scheme.describe(),
+        base=crf_parameters,
+        trials=config["crf"]["tune"]["trials"],
+        seed=config["crf"]["tune"]["seed"],
+    threads: min(4, workflow.cores)
+    resources:
+        mem_mb=image_mem_mb(3000, 60),
+        runtime=lambda wc, input: int(10 + 0.5 * config["crf"]["tune"]["trials"] * len(input.images)),
+    conda:
+        "../envs/training.yaml"
+    script:
+        "../scripts/tune_crf.py"
+
+
+rule crf:
+    input:
+        unpack(crf_inputs),
+    output:
+        probabilities="results/{dataset}/inference/{network}+crf/{subject}.nii.gz",
+    log:
+        "logs/{dataset}/crf/{network}/{subject}.log",
+    benchmark:
+        "benchmarks/{dataset}/crf/{network}/{subject}.tsv"
+    params:
+        parameters=crf_parameters,
+    threads: min(4, workflow.cores)
+    resources:
+        mem_mb=image_mem_mb(3000, 60),
+        runtime=image_runtime(5, 1),
+    conda:
+        "../envs/training.yaml"
+    script:
+        "../scripts/crf.py"

@@ -1,0 +1,68 @@
+# Stage 4: dense inference per (dataset, model, subject), ensembles, and the results on the original grid.
+# Probability maps between rules stay on the preprocessing grid (results/{dataset}/inference/);
+# export_results puts every method's final maps and segmentations on the subject's original grid.
+
+
+rule infer:
+    input:
+        model=final_model,
+        image=f"{OUT}/image.nii.gz",
+        mask=f"{OUT}/brain_mask.nii.gz",
+    output:
+        probabilities="results/{dataset}/inference/{model}/{subject}.nii.gz",
+    log:
+        "logs/{dataset}/infer/{model}/{subject}.log",
+    benchmark:
+        "benchmarks/{dataset}/infer/{model}/{subject}.tsv"
+    params:
+        fingerprint=preprocessing_fingerprint,
+        settings=inference_settings,
+    threads: min(8, workflow.cores)
+    resources:
+        mem_mb=image_mem_mb(2500, 60),
+        runtime=image_runtime(10, 1),
+        gpu=1,
+    conda:
+        "../envs/training.yaml"
+    script:
+        "../scripts/infer.py"
+
+
+rule ensemble:
+    input:
+        members=ensemble_members,
+    output:
+        probabilities="results/{dataset}/inference/{ensemble}/{subject}.nii.gz",
+    log:
+        "logs/{dataset}/ensemble/{ensemble}/{subject}.log",
+    threads: 1
+    resources:
+        mem_mb=image_mem_mb(1000, 30),
+        runtime=5,
+    conda:
+        "../envs/training.yaml"
+    script:
+        "../scripts/ensemble.py"
+
+
+rule export_results:
+    input:
+        probabilities="results/{dataset}/inference/{method}/{subject}.nii.gz",
+        geometry=f"{OUT}/geometry.json",
+    output:
+        probabilities="results/{dataset}/probabilities/{method}/{subject}.nii.gz",
+        segmentation="results/{dataset}/segmentations/{method}/{subject}.nii.gz",
+    log:
+        "logs/{dataset}/export_results/{method}/{subject}.log",
+    params:
+        scheme=lambda wc: DATASETS[wc.dataset].scheme.describe(),
+        min_component_mm3=config["inference"]["min_component_mm3"],
+        probabilities_dtype=config["inference"]["probabilities_dtype"],
+    threads: 1
+    resources:
+        mem_mb=image_mem_mb(1500, 40),
+        runtime=5,
+    conda:
+        "../envs/io.yaml"
+    script:
+        "../scripts/export_results.py"

@@ -1,0 +1,51 @@
+# Stage 7: per-dataset summaries (tables, CRF significance, boxplot) and per-subject overlays,
+# all marked for `snakemake --report report.html`.
+
+
+rule summarise_dataset:
+    input:
+        per_subject=lambda wc: [f"results/{wc.dataset}/evaluation/{m}/per_subject.csv"
+                                for m in dataset_methods(config, wc.dataset)],
+    output:
+        csv="results/{dataset}/evaluation/summary.csv",
+        markdown="results/{dataset}/evaluation/summary.md",
+        html=report("results/{dataset}/evaluation/summary.html", caption="../report/summary.rst",
+                    category="Evaluation", subcategory="{dataset}"),
+        significance="results/{dataset}/evaluation/crf_significance.csv",
+        boxplot=report("results/{dataset}/evaluation/dice_boxplot.png", caption="../report/boxplot.rst",
+                       category="Evaluation", subcategory="{dataset}"),
+    log:
+        "logs/{dataset}/summarise_dataset.log",
+    params:
+        methods=lambda wc: dataset_methods(config, wc.dataset),
+        scheme=lambda wc: DATASETS[wc.dataset].scheme.describe(),
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../envs/io.yaml"
+    script:
+        "../scripts/summarise_dataset.py"
+
+
+rule overlay:
+    input:
+        unpack(overlay_inputs),
+    output:
+        png=report("results/{dataset}/figures/overlays/{method}/{subject}.png", caption="../report/overlay.rst",
+                   category="Segmentations", subcategory="{dataset}: {method}"),
+    log:
+        "logs/{dataset}/overlay/{method}/{subject}.log",
+    params:
+        modalities=lambda wc: DATASETS[wc.dataset].modalities,
+        scheme=lambda wc: DATASETS[wc.dataset].scheme.describe(),
+    threads: 1
+    resources:
+        mem_mb=image_mem_mb(1000, 20),
+        runtime=5,
+    conda:
+        "../envs/io.yaml"
+    script:
+        "../scripts/overlay.py"
