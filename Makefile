@@ -16,6 +16,8 @@ $(STAMP): requirements.lock pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES)
+	$(BIN)/snakemake --report results/report.html
+	@echo "Report: results/report.html (open it in a browser); per-subject results under results/demo/"
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

@@ -131,3 +131,16 @@ def test_ensembles_average_their_members_and_refuse_other_grids(tmp_path):
     write_probabilities(tmp_path / "c.nii.gz", b, np.diag([2.0, 2, 2, 1]))
     with pytest.raises(ValueError, match="grid differs"):
         ensemble_subject([tmp_path / "a.nii.gz", tmp_path / "c.nii.gz"], tmp_path / "f.nii.gz")
+
+
+def test_the_example_config_is_valid_and_its_ensemble_resolves():
+    import yaml
+
+    from conftest import REPO
+    from lesionseg.config import validate_config
+    from lesionseg.training.settings import resolve_models
+
+    cfg = validate_config(yaml.safe_load((REPO / "config/examples.yaml").read_text()))
+    resolve_models(cfg)
+    assert resolve_ensembles(cfg) == {"dm3x": ("dm1", "dm2", "dm3")}
+    assert "dm3x+crf" in dataset_methods(cfg, "brats21")
