@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import yaml
 
@@ -178,7 +179,8 @@ def test_preprocessing_and_training_end_to_end_with_incremental_reruns(tmp_path)
     # Changing the normalisation re-runs normalisation (and what shows it) only.
     changed = PREPROCESSING_CONFIG.replace("percentile-zscore", "zscore")
     planned = jobs_planned(run(tmp_path, changed, "--dry-run"))
-    downstream = {"infer": 4, "ensemble": 2, "tune_crf": 3, "crf": 3, "export_results": 6}
+    downstream = {"infer": 4, "ensemble": 2, "tune_crf": 3, "crf": 3, "export_results": 6, "evaluate": 6,
+                  "overlay": 6, "summarise_dataset": 1}
     assert planned == {"normalise": 3, "preprocessing_qc": 3, "train_model": 3, **downstream, "all": 1}, planned
     # Changing which modalities N4 corrects re-runs from N4 on, not skull-stripping.
     changed = PREPROCESSING_CONFIG.replace("modalities: [t1, t1ce]", "modalities: all")
@@ -197,7 +199,7 @@ def test_preprocessing_and_training_end_to_end_with_incremental_reruns(tmp_path)
     changed = PREPROCESSING_CONFIG.replace("batches_per_epoch: 2", "batches_per_epoch: 3")
     planned = jobs_planned(run(tmp_path, changed, "--dry-run"))
     assert planned == {"train_model": 2, "infer": 2, "ensemble": 2, "tune_crf": 2, "crf": 2, "export_results": 4,
-                       "all": 1}, planned
+                       "evaluate": 4, "overlay": 4, "summarise_dataset": 1, "all": 1}, planned
 
     # Every method's results for the test subject, on its original grid, in raw label values.
     methods = ["tiny", "flat", "both", "tiny+crf", "flat+crf", "both+crf"]
@@ -219,8 +221,22 @@ def test_preprocessing_and_training_end_to_end_with_incremental_reruns(tmp_path)
     # A CRF parameter re-runs the CRF and what follows it, nothing upstream.
     planned = jobs_planned(run(tmp_path, PREPROCESSING_CONFIG.replace("iterations: 2}", "iterations: 3}"),
                                "--dry-run"))
-    assert planned == {"tune_crf": 3, "crf": 3, "export_results": 3, "all": 1}, planned
+    assert planned == {"tune_crf": 3, "crf": 3, "export_results": 3, "evaluate": 3, "overlay": 3,
+                       "summarise_dataset": 1, "all": 1}, planned
     # Post-processing re-runs the export only.
     planned = jobs_planned(run(tmp_path, PREPROCESSING_CONFIG.replace("min_component_mm3: 200",
                                                                       "min_component_mm3: 0"), "--dry-run"))
-    assert planned == {"export_results": 6, "all": 1}, planned
+    assert planned == {"export_results": 6, "evaluate": 6, "overlay": 6, "summarise_dataset": 1, "all": 1}, planned
+
+    # Scores per method, the dataset's summaries and an overlay per method and test subject.
+    evaluation = tmp_path / "results/demo/evaluation"
+    rows = pd.read_csv(evaluation / "both+crf/per_subject.csv")
+    assert list(rows["region"]) == ["WT", "TC", "ET"] and (rows["subject"] == subject).all()
+    assert rows["dice"].between(0, 1).all() and (rows["hd95"] >= 0).all()
+    summary = pd.read_csv(evaluation / "summary.csv")
+    assert list(summary["method"]) == methods
+    assert "Effect of the CRF" in (evaluation / "summary.md").read_text()
+    assert all((tmp_path / f"results/demo/figures/overlays/{m}/{subject}.png").is_file() for m in methods)
+    report = tmp_path / "report.html"
+    result = run(tmp_path, PREPROCESSING_CONFIG, "--report", str(report))
+    assert result.returncode == 0 and report.stat().st_size > 100_000, result.stderr[-2000:]

@@ -1,0 +1,69 @@
+"""The evaluation rule's work: per-subject tables from segmentations and truth on disk, and the summaries."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from lesionseg.evaluation.steps import evaluate_method
+from lesionseg.io import write_nifti
+from lesionseg.labels import LABEL_SCHEMES
+from lesionseg.reporting.steps import summarise_dataset
+
+BRATS = LABEL_SCHEMES["brats2021"]
+AFFINE = np.diag([1.0, 1.0, 2.0, 1.0])
+
+
+def label(shift: int = 0) -> np.ndarray:
+    data = np.zeros((20, 20, 10), dtype=np.uint8)
+    data[5 + shift:12 + shift, 5:12, 3:7] = 2
+    data[7 + shift:10 + shift, 7:10, 4:6] = 4
+    return data
+
+
+def test_scored_and_unscored_subjects(tmp_path):
+    write_nifti(tmp_path / "truth_a.nii.gz", label(), AFFINE)
+    write_nifti(tmp_path / "seg_a.nii.gz", label(shift=1), AFFINE)
+    write_nifti(tmp_path / "seg_b.nii.gz", label(), AFFINE)  # subject b has no truth
+    table = evaluate_method(["a", "b"], [tmp_path / "seg_a.nii.gz", tmp_path / "seg_b.nii.gz"],
+                            [tmp_path / "truth_a.nii.gz", None], BRATS, tmp_path / "per_subject.csv")
+    written = pd.read_csv(tmp_path / "per_subject.csv")
+    assert list(written["region"]) == ["WT", "TC", "ET"] * 2
+    a = written[written.subject == "a"].set_index("region")
+    assert a.loc["WT", "dice"] == pytest.approx(2 * 6 * 7 * 4 / (2 * 7 * 7 * 4))
+    assert a.loc["WT", "volume_truth_mm3"] == 7 * 7 * 4 * 2.0  # spacing from the header
+    b = written[written.subject == "b"].set_index("region")
+    assert b["dice"].isna().all() and b.loc["ET", "volume_prediction_mm3"] == 3 * 3 * 2 * 2.0
+    assert len(table) == 6
+
+
+def test_shape_mismatch_names_the_subject_and_the_files(tmp_path):
+    write_nifti(tmp_path / "truth.nii.gz", label(), AFFINE)
+    write_nifti(tmp_path / "seg.nii.gz", label()[:, :, :8], AFFINE)
+    with pytest.raises(ValueError, match="subject a: segmentation .*seg.nii.gz has shape"):
+        evaluate_method(["a"], [tmp_path / "seg.nii.gz"], [tmp_path / "truth.nii.gz"], BRATS, tmp_path / "x.csv")
+    assert not (tmp_path / "x.csv").exists()
+
+
+def test_dataset_summary_files(tmp_path):
+    for i in range(3):
+        write_nifti(tmp_path / f"truth{i}.nii.gz", label(), AFFINE)
+        write_nifti(tmp_path / f"raw{i}.nii.gz", label(shift=i), AFFINE)
+        write_nifti(tmp_path / f"crf{i}.nii.gz", label(shift=max(i - 1, 0)), AFFINE)
+    subjects = ["s0", "s1", "s2"]
+    truths = [tmp_path / f"truth{i}.nii.gz" for i in range(3)]
+    for method, prefix in (("net", "raw"), ("net+crf", "crf")):
+        evaluate_method(subjects, [tmp_path / f"{prefix}{i}.nii.gz" for i in range(3)], truths, BRATS,
+                        tmp_path / f"{method}.csv")
+    out = {name: tmp_path / name for name in ("s.csv", "s.md", "s.html", "sig.csv", "box.png")}
+    summarise_dataset("d", {"net": tmp_path / "net.csv", "net+crf": tmp_path / "net+crf.csv"}, BRATS,
+                      *out.values())
+    summary = pd.read_csv(out["s.csv"])
+    assert list(summary["method"]) == ["net", "net+crf"]
+    assert summary.loc[1, "dice_WT_mean"] > summary.loc[0, "dice_WT_mean"]
+    html = out["s.html"].read_text()
+    assert "net+crf" in html and "Wilcoxon" in html and "<table" in html
+    significance = pd.read_csv(out["sig.csv"])
+    assert set(significance["region"]) == {"WT", "TC", "ET"} and (significance["n"] == 3).all()
+    assert out["box.png"].stat().st_size > 10_000
