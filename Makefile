@@ -27,6 +27,8 @@ lint: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/preprocessing.py
+	$(BIN)/python bench/inference.py
+	$(BIN)/python bench/crf.py
 
 check: $(STAMP)
 	$(BIN)/lesionseg check --configfile config/config.yaml
