@@ -307,10 +307,9 @@ def overlay_inputs(wildcards):
 
 def evaluation_targets(dataset):
     """Per-method tables, the dataset's summaries and an overlay per method and test subject."""
-    subjects = test_subjects(dataset)
-    if not subjects:
+    subjects, methods = test_subjects(dataset), dataset_methods(config, dataset)
+    if not subjects or not methods:
         return []
-    methods = dataset_methods(config, dataset)
     targets = [f"results/{dataset}/evaluation/{method}/per_subject.csv" for method in methods]
     targets += [f"results/{dataset}/evaluation/summary.{ext}" for ext in ("csv", "md", "html")]
     targets += [f"results/{dataset}/figures/overlays/{m}/{s}.png" for m in methods for s in subjects]

@@ -196,7 +196,7 @@ def test_preprocessing_and_training_end_to_end_with_incremental_reruns(tmp_path)
     assert (tmp_path / "results/demo/samples/SynthTumor_000.npz").is_file()
     assert not (tmp_path / "results/demo/samples/SynthTumor_001.npz").exists()  # test subjects are not sampled
     # A training setting re-runs that model's training only, not preprocessing or sampling.
-    changed = PREPROCESSING_CONFIG.replace("batches_per_epoch: 2", "batches_per_epoch: 3")
+    changed = PREPROCESSING_CONFIG.replace("epochs: 2, batches_per_epoch: 2", "epochs: 2, batches_per_epoch: 3")
     planned = jobs_planned(run(tmp_path, changed, "--dry-run"))
     assert planned == {"train_model": 2, "infer": 2, "ensemble": 2, "tune_crf": 2, "crf": 2, "export_results": 4,
                        "evaluate": 4, "overlay": 4, "summarise_dataset": 1, "all": 1}, planned
@@ -206,9 +206,9 @@ def test_preprocessing_and_training_end_to_end_with_incremental_reruns(tmp_path)
     for method in methods:
         segmentation = read_image(tmp_path / f"results/demo/segmentations/{method}/{subject}.nii.gz", dtype=None)
         assert segmentation.data.shape == raw.data.shape and np.allclose(segmentation.affine, raw.affine)
-        assert set(np.unique(segmentation.data)) <= {0, 1, 2, 4}, method
+        assert set(np.unique(segmentation.data)) <= {0, 1, 2, 3, 4}, method  # BRATS 2013 labels
         probabilities = read_image(tmp_path / f"results/demo/probabilities/{method}/{subject}.nii.gz")
-        assert probabilities.data.shape == (*raw.data.shape, 4)
+        assert probabilities.data.shape == (*raw.data.shape, 5)
         assert np.allclose(probabilities.data.sum(axis=-1), 1, atol=1e-3)
     inference = tmp_path / "results/demo/inference"
     members = [read_image(inference / f"{m}/{subject}.nii.gz").data for m in ("tiny", "flat")]

@@ -41,9 +41,9 @@ def dataset_model_names(config: Mapping[str, Any], dataset: str) -> list[str]:
 
 
 def dataset_methods(config: Mapping[str, Any], dataset: str) -> list[str]:
-    """Every method whose segmentations a dataset gets, network outputs first, then with the CRF."""
-    entry = config["datasets"][dataset]
-    base = list(entry.get("models", [])) + list(entry.get("ensembles", []))
+    """Every method whose segmentations a dataset gets: its models (ensemble members included, so they can be
+    compared with their ensemble), its ensembles, then each of them with the CRF."""
+    base = dataset_model_names(config, dataset) + list(config["datasets"][dataset].get("ensembles", []))
     if config.get("crf", {}).get("enabled", True):
         return base + [name + CRF_SUFFIX for name in base]
     return base
