@@ -9,7 +9,7 @@ from pathlib import Path
 
 from lesionseg.datasets import SUBJECT_ID, SYNTHETIC_KINDS, datasets_from_config, synthetic_subject_files
 from lesionseg.datasets.manifest import LABEL_COLUMN, read_manifest
-from lesionseg.inference.methods import dataset_methods, dataset_model_names, resolve_ensembles
+from lesionseg.inference.methods import CRF_SUFFIX, dataset_methods, dataset_model_names, resolve_ensembles
 from lesionseg.preprocessing.settings import SYNTHETIC_TEMPLATE, fingerprint
 from lesionseg.training.settings import resolve_models, sampling_plan
 
@@ -313,7 +313,30 @@ def evaluation_targets(dataset):
     targets = [f"results/{dataset}/evaluation/{method}/per_subject.csv" for method in methods]
     targets += [f"results/{dataset}/evaluation/summary.{ext}" for ext in ("csv", "md", "html")]
     targets += [f"results/{dataset}/figures/overlays/{m}/{s}.png" for m in methods for s in subjects]
+    targets.append(f"results/{dataset}/runtimes.csv")
     return targets
+
+
+def benchmark_files(wildcards):
+    """The benchmark files of every heavy job of a dataset (exactly the jobs its targets need)."""
+    dataset = wildcards.dataset
+    subjects = manifest_subjects(dataset)
+    steps = ["skull_strip", "bias_correct", "resample_crop"]
+    if DATASETS[dataset].preprocessing["coregister"]["enabled"]:
+        steps.insert(0, "coregister")
+    files = [f"benchmarks/{dataset}/{step}/{s}.tsv" for step in steps for s in subjects]
+    files += [f"benchmarks/{dataset}/train_model/{m.name}/phase{p}.tsv"
+              for m in dataset_models(dataset) for p in m.training["phases"]]
+    tested = test_subjects(dataset)
+    networks = [m for m in dataset_methods(config, dataset) if not m.endswith(CRF_SUFFIX)]
+    inferred = list(tested)
+    if config["crf"]["enabled"]:
+        if config["crf"]["tune"]["enabled"]:
+            inferred += [s for s in validation_subjects(dataset) if s not in inferred]
+            files += [f"benchmarks/{dataset}/tune_crf/{n}.tsv" for n in networks]
+        files += [f"benchmarks/{dataset}/crf/{n}/{s}.tsv" for n in networks for s in tested]
+    files += [f"benchmarks/{dataset}/infer/{m.name}/{s}.tsv" for m in dataset_models(dataset) for s in inferred]
+    return files
 
 
 def all_targets(wildcards):

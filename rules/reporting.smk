@@ -49,3 +49,23 @@ rule overlay:
         "../envs/io.yaml"
     script:
         "../scripts/overlay.py"
+
+
+rule runtimes:
+    input:
+        benchmark_files,
+    output:
+        csv="results/{dataset}/runtimes.csv",
+        png=report("results/{dataset}/runtimes.png", caption="../report/runtimes.rst", category="Runtimes",
+                   subcategory="{dataset}"),
+    log:
+        "logs/{dataset}/runtimes.log",
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    conda:
+        "../envs/io.yaml"
+    script:
+        "../scripts/runtimes.py"

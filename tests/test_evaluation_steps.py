@@ -67,3 +67,21 @@ def test_dataset_summary_files(tmp_path):
     significance = pd.read_csv(out["sig.csv"])
     assert set(significance["region"]) == {"WT", "TC", "ET"} and (significance["n"] == 3).all()
     assert out["box.png"].stat().st_size > 10_000
+
+
+def test_runtimes_per_rule_from_benchmark_files(tmp_path):
+    from lesionseg.reporting.runtimes import rule_of, summarise_runtimes
+
+    header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+    files = []
+    for rule, subject, seconds, rss in (("infer", "a", 10.0, 900), ("infer", "b", 20.0, 1100), ("crf", "a", 3.0, 400)):
+        path = tmp_path / f"benchmarks/d/{rule}/m/{subject}.tsv"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(header + f"{seconds}\t0:00:10\t{rss}\t1\t1\t1\t0\t0\t90\t{seconds}\n")
+        files.append(path)
+    table = summarise_runtimes(files, tmp_path / "r.csv", tmp_path / "r.png", "d").set_index("rule")
+    assert table.loc["infer", "jobs"] == 2 and table.loc["infer", "total_s"] == 30 and table.loc["infer", "mean_s"] == 15
+    assert table.loc["infer", "max_rss_mb"] == 1100 and table.loc["crf", "jobs"] == 1
+    assert (tmp_path / "r.png").stat().st_size > 5_000
+    with pytest.raises(ValueError, match="not a benchmark file"):
+        rule_of(tmp_path / "x.tsv")

@@ -180,7 +180,7 @@ def test_preprocessing_and_training_end_to_end_with_incremental_reruns(tmp_path)
     changed = PREPROCESSING_CONFIG.replace("percentile-zscore", "zscore")
     planned = jobs_planned(run(tmp_path, changed, "--dry-run"))
     downstream = {"infer": 4, "ensemble": 2, "tune_crf": 3, "crf": 3, "export_results": 6, "evaluate": 6,
-                  "overlay": 6, "summarise_dataset": 1}
+                  "overlay": 6, "summarise_dataset": 1, "runtimes": 1}
     assert planned == {"normalise": 3, "preprocessing_qc": 3, "train_model": 3, **downstream, "all": 1}, planned
     # Changing which modalities N4 corrects re-runs from N4 on, not skull-stripping.
     changed = PREPROCESSING_CONFIG.replace("modalities: [t1, t1ce]", "modalities: all")
@@ -199,7 +199,7 @@ def test_preprocessing_and_training_end_to_end_with_incremental_reruns(tmp_path)
     changed = PREPROCESSING_CONFIG.replace("epochs: 2, batches_per_epoch: 2", "epochs: 2, batches_per_epoch: 3")
     planned = jobs_planned(run(tmp_path, changed, "--dry-run"))
     assert planned == {"train_model": 2, "infer": 2, "ensemble": 2, "tune_crf": 2, "crf": 2, "export_results": 4,
-                       "evaluate": 4, "overlay": 4, "summarise_dataset": 1, "all": 1}, planned
+                       "evaluate": 4, "overlay": 4, "summarise_dataset": 1, "runtimes": 1, "all": 1}, planned
 
     # Every method's results for the test subject, on its original grid, in raw label values.
     methods = ["tiny", "flat", "both", "tiny+crf", "flat+crf", "both+crf"]
@@ -222,7 +222,7 @@ def test_preprocessing_and_training_end_to_end_with_incremental_reruns(tmp_path)
     planned = jobs_planned(run(tmp_path, PREPROCESSING_CONFIG.replace("iterations: 2}", "iterations: 3}"),
                                "--dry-run"))
     assert planned == {"tune_crf": 3, "crf": 3, "export_results": 3, "evaluate": 3, "overlay": 3,
-                       "summarise_dataset": 1, "all": 1}, planned
+                       "summarise_dataset": 1, "runtimes": 1, "all": 1}, planned
     # Post-processing re-runs the export only.
     planned = jobs_planned(run(tmp_path, PREPROCESSING_CONFIG.replace("min_component_mm3: 200",
                                                                       "min_component_mm3: 0"), "--dry-run"))
@@ -237,6 +237,8 @@ def test_preprocessing_and_training_end_to_end_with_incremental_reruns(tmp_path)
     assert list(summary["method"]) == methods
     assert "Effect of the CRF" in (evaluation / "summary.md").read_text()
     assert all((tmp_path / f"results/demo/figures/overlays/{m}/{subject}.png").is_file() for m in methods)
+    runtimes = pd.read_csv(tmp_path / "results/demo/runtimes.csv").set_index("rule")
+    assert runtimes.loc["train_model", "jobs"] == 3 and runtimes.loc["crf", "jobs"] == 3, runtimes
     report = tmp_path / "report.html"
     result = run(tmp_path, PREPROCESSING_CONFIG, "--report", str(report))
     assert result.returncode == 0 and report.stat().st_size > 100_000, result.stderr[-2000:]
