@@ -14,8 +14,9 @@ from lesionseg.inference.outputs import (
     segmentation_from_probabilities,
     write_probabilities,
 )
-from lesionseg.inference.steps import ensemble_subject, export_subject
-from lesionseg.io import read_image
+from lesionseg.crf import CRFParameters
+from lesionseg.inference.steps import crf_subject, ensemble_subject, export_subject
+from lesionseg.io import read_image, write_nifti
 from lesionseg.labels import LABEL_SCHEMES
 from lesionseg.preprocessing.geometry import GridGeometry
 
@@ -144,3 +145,21 @@ def test_the_example_config_is_valid_and_its_ensemble_resolves():
     resolve_models(cfg)
     assert resolve_ensembles(cfg) == {"dm3x": ("dm1", "dm2", "dm3")}
     assert "dm3x+crf" in dataset_methods(cfg, "brats21")
+
+
+def test_bad_inputs_of_the_crf_and_export_name_their_files(tmp_path):
+
+    write_probabilities(tmp_path / "p.nii.gz", random_probabilities((6, 6, 6)), np.eye(4))
+    write_nifti(tmp_path / "image.nii.gz", np.zeros((6, 6, 5, 2), np.float32), np.eye(4))  # wrong grid
+    write_nifti(tmp_path / "mask.nii.gz", np.ones((6, 6, 5), np.uint8), np.eye(4))
+    with pytest.raises(ValueError, match=r"CRF of .*p.nii.gz with the image .*image.nii.gz"):
+        crf_subject(tmp_path / "p.nii.gz", tmp_path / "image.nii.gz", tmp_path / "mask.nii.gz",
+                    tmp_path / "out.nii.gz", CRFParameters())
+    assert not (tmp_path / "out.nii.gz").exists()
+
+    geometry = GridGeometry((12, 12, 12), np.eye(4), np.zeros(3), np.ones(3), (7, 6, 6))
+    geometry.to_json(tmp_path / "geometry.json")
+    with pytest.raises(ValueError, match=r"p.nii.gz: shape \(6, 6, 6\) differs .*geometry.json"):
+        export_subject(tmp_path / "p.nii.gz", tmp_path / "geometry.json", BRATS, tmp_path / "po.nii.gz",
+                       tmp_path / "seg.nii.gz")
+    assert not (tmp_path / "po.nii.gz").exists() and not (tmp_path / "seg.nii.gz").exists()

@@ -157,7 +157,7 @@ class PermutohedralLattice:
         for c in classes:
             c.offset = offset
             offset += c.size
-        del keys
+        keys = None  # frees the codes before the matrices are built
 
         lap("unique")
         if not self.exact_fallback:
@@ -324,7 +324,7 @@ class PermutohedralLattice:
         digit, so the ids of each remainder class are contiguous. Neighbours go
         through the same stages, absent as soon as one stage does not find them.
         """
-        n, d, r1 = self.n_points, self.d, self.d + 1
+        n, r1 = self.n_points, self.d + 1
         col_span = [r1] + span  # column 0 is r, columns 1..d are q_i - lo_i
         entries = n * r1
         limit = min(MAX_CODE, max(max_code, max(col_span) * (entries + 1)))

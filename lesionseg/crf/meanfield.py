@@ -25,6 +25,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any, Literal
@@ -33,6 +34,7 @@ import numpy as np
 import torch
 
 from lesionseg.crf.lattice import PermutohedralLattice
+from lesionseg.masks import bounding_box
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +142,7 @@ class CRFParameters:
 # -- kernels ----------------------------------------------------------------------------------------------------------
 
 
-class _Kernel:
+class _Kernel(ABC):
     """A symmetric-normalised Gaussian kernel: message ``w * n * K(n * Q)`` with ``n = 1 / sqrt(K 1)``.
 
     As the classes' probabilities sum to one, only all classes but the last are
@@ -155,11 +157,13 @@ class _Kernel:
         self.filtered_norm: torch.Tensor | None = None
         self._buffers: torch.Tensor | None = None  # input and output of the filter, flat
 
-    def filter(self, values: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:  # (N, C) -> (N, C)
-        raise NotImplementedError
+    @abstractmethod
+    def filter(self, values: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
+        """The kernel applied to ``values`` (N, C), written to ``out`` if given."""
 
+    @abstractmethod
     def describe(self) -> str:
-        raise NotImplementedError
+        """One line for the log: the filter and its size."""
 
     def normalise(self, n_points: int, device: torch.device) -> None:
         ones = torch.ones((n_points, 1), dtype=torch.float32, device=device)
@@ -291,18 +295,6 @@ def _validate(probabilities: np.ndarray, images: np.ndarray, spacing: Sequence[f
     return spatial, spacing_t
 
 
-def _bounding_box(mask: np.ndarray) -> tuple[slice, ...] | None:
-    """Smallest box holding the mask (None if it is empty)."""
-    box = []
-    for axis in range(mask.ndim):
-        other = tuple(a for a in range(mask.ndim) if a != axis)
-        present = np.flatnonzero(mask.any(axis=other))
-        if present.size == 0:
-            return None
-        box.append(slice(int(present[0]), int(present[-1]) + 1))
-    return tuple(box)
-
-
 def _positions(shape: tuple[int, ...], scale: Sequence[float], points: torch.Tensor | None,
                device: torch.device) -> torch.Tensor:
     """(N, ndim) voxel index * scale of the grid's points (C order), float32."""
@@ -335,7 +327,7 @@ def dense_crf(probabilities: np.ndarray, images: np.ndarray, spacing: Sequence[f
     output = np.array(probabilities, dtype=np.float32, copy=True)
     if mask is not None:
         mask = np.asarray(mask, dtype=bool)
-        box = _bounding_box(mask)
+        box = bounding_box(mask)
         if box is None:
             log.info("dense CRF: empty mask, probabilities returned unchanged")
             return output

@@ -17,7 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from lesionseg.crf.meanfield import CRFParameters, dense_crf
-from lesionseg.evaluation.overlap import region_dice
+from lesionseg.evaluation.metrics import region_dice
 from lesionseg.labels import LabelScheme
 
 log = logging.getLogger(__name__)
@@ -70,8 +70,11 @@ def mean_dice(cases: Sequence[ValidationCase], scheme: LabelScheme, parameters: 
     """Mean over cases and regions of the Dice of the CRF's segmentation (of the network's with ``None``)."""
     scores = []
     for case in cases:
-        probabilities = case.probabilities if parameters is None else dense_crf(
-            case.probabilities, case.images, case.spacing, parameters, mask=case.mask)
+        try:
+            probabilities = case.probabilities if parameters is None else dense_crf(
+                case.probabilities, case.images, case.spacing, parameters, mask=case.mask)
+        except ValueError as err:
+            raise ValueError(f"validation subject {case.name}: {err}") from err
         prediction = scheme.to_raw(probabilities.argmax(axis=0))
         scores += list(region_dice(prediction, case.truth, scheme).values())
     return float(np.mean(scores))

@@ -55,6 +55,7 @@ import numpy as np
 from scipy import ndimage
 
 from lesionseg.labels import LabelScheme
+from lesionseg.masks import bounding_box
 
 EMPTY_CASE_DISTANCE_MM: float = 373.13
 """Distance given to HD95, ASSD and Hausdorff when exactly one mask is empty:
@@ -105,18 +106,6 @@ def _ratio(numerator: int, denominator: int, agree: bool) -> float:
     return numerator / denominator
 
 
-def _bounding_box(mask: np.ndarray, margin: int) -> tuple[slice, ...] | None:
-    """Slices of the bounding box of ``mask`` grown by ``margin`` voxels and clipped to the grid; None if empty."""
-    box = []
-    for axis in range(mask.ndim):
-        others = tuple(a for a in range(mask.ndim) if a != axis)
-        hits = np.flatnonzero(mask.any(axis=others) if others else mask)
-        if hits.size == 0:
-            return None
-        box.append(slice(max(int(hits[0]) - margin, 0), min(int(hits[-1]) + 1 + margin, mask.shape[axis])))
-    return tuple(box)
-
-
 def _surface(mask: np.ndarray) -> np.ndarray:
     """Voxels of ``mask`` with a face neighbour outside it, the outside of the grid counting as outside.
 
@@ -142,7 +131,7 @@ def _surface_distances(
     """Distances in mm from the prediction surface to the truth surface, and from the truth surface to the
     prediction surface (both masks non-empty). ``crop=False`` works on the whole grid (for tests)."""
     if crop:
-        box = _bounding_box(prediction | truth, _MARGIN)
+        box = bounding_box(prediction | truth, _MARGIN)
         assert box is not None
         prediction, truth = prediction[box], truth[box]
     surface_prediction = _surface(prediction)

@@ -38,6 +38,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from tqdm import tqdm
 
+from lesionseg.masks import bounding_box
+
 PRECISIONS: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 DEFAULT_CPU_BUDGET_MB = 2048
 # Free device memory can shrink (other processes, fragmentation of the caching allocator): use only part of it.
@@ -194,17 +196,6 @@ class TilePlan:
     regions: list[Region]
 
 
-def _bounding_box(brain_mask: np.ndarray) -> list[tuple[int, int]] | None:
-    """(first, last + 1) of the brain along each axis, or None for an empty mask."""
-    box = []
-    for axis in range(3):
-        present = np.flatnonzero(brain_mask.any(axis=tuple(a for a in range(3) if a != axis)))
-        if present.size == 0:
-            return None
-        box.append((int(present[0]), int(present[-1]) + 1))
-    return box
-
-
 def plan_tiles(
     model: nn.Module,
     brain_mask: np.ndarray,
@@ -220,9 +211,10 @@ def plan_tiles(
     by :func:`choose_tile_output`) voxels per side, shrunk per axis to cover the
     brain's box with as few tiles.
     """
-    box = _bounding_box(brain_mask)
-    if box is None:
+    box_slices = bounding_box(brain_mask)
+    if box_slices is None:
         return TilePlan((1, 1, 1), [])
+    box = [(s.start, s.stop) for s in box_slices]
     if model.dims == 2:
         (x0, x1), (y0, y1), (z0, z1) = box
         size = (x1 - x0, y1 - y0, 1)

@@ -91,8 +91,11 @@ def crf_subject(probabilities_path: PathLike, image_path: PathLike, mask_path: P
     image = read_channels_first(image_path)
     spacing = tuple(float(s) for s in np.linalg.norm(image.affine[:3, :3], axis=0))
     start = time.perf_counter()
-    marginals = dense_crf(probabilities.data, image.data, spacing, parameters, mask=read_mask(mask_path),
-                          device=default_device())
+    try:
+        marginals = dense_crf(probabilities.data, image.data, spacing, parameters, mask=read_mask(mask_path),
+                              device=default_device())
+    except ValueError as err:
+        raise ValueError(f"CRF of {probabilities_path} with the image {image_path}: {err}") from err
     log.info("%s: CRF in %.1f s (%s)", probabilities_path, time.perf_counter() - start, parameters)
     write_probabilities(output, marginals, probabilities.affine)
 
@@ -102,7 +105,12 @@ def export_subject(probabilities_path: PathLike, geometry_path: PathLike, scheme
                    probabilities_dtype: str = "float32") -> None:
     """Probabilities and segmentation (raw label values) on the subject's original grid and affine."""
     geometry = GridGeometry.from_json(geometry_path)
-    probabilities = probabilities_on_original_grid(read_probabilities(probabilities_path).data, geometry)
+    preprocessed = read_probabilities(probabilities_path).data
+    if preprocessed.shape[1:] != tuple(geometry.shape):
+        raise ValueError(f"{probabilities_path}: shape {preprocessed.shape[1:]} differs from the preprocessing grid "
+                         f"{tuple(geometry.shape)} of {geometry_path}; re-run the subject's inference (its "
+                         "preprocessing changed)")
+    probabilities = probabilities_on_original_grid(preprocessed, geometry)
     spacing = tuple(float(s) for s in np.linalg.norm(geometry.original_affine[:3, :3], axis=0))
     segmentation, removed = segmentation_from_probabilities(probabilities, scheme, spacing, min_component_mm3)
     if removed:

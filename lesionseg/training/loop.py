@@ -27,7 +27,7 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from lesionseg.evaluation.overlap import region_dice
+from lesionseg.evaluation.metrics import region_dice
 from lesionseg.inference.dense import default_device, predict_volume
 from lesionseg.io import atomic_path, read_image
 from lesionseg.labels import LabelScheme
