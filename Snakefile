@@ -2,6 +2,8 @@
 
 from snakemake.utils import min_version, validate
 
+from lesionseg.config import sorted_keys
+
 min_version("9.0")
 
 
@@ -9,6 +11,9 @@ configfile: "config/config.yaml"
 
 
 validate(config, "schemas/config.schema.yaml")
+canonical_config = sorted_keys(config)  # reordering the config's keys re-runs nothing
+config.clear()
+config.update(canonical_config)
 
 
 report: "report/workflow.rst"

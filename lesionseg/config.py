@@ -58,6 +58,19 @@ def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
     return config
 
 
+def sorted_keys(value: Any) -> Any:
+    """``value`` with the keys of every mapping in it sorted; lists keep their order.
+
+    Key order carries no meaning in the config, but Snakemake compares rule
+    params as written: sorting makes a reordered config re-run nothing.
+    """
+    if isinstance(value, Mapping):
+        return {key: sorted_keys(value[key]) for key in sorted(value)}
+    if isinstance(value, list):
+        return [sorted_keys(item) for item in value]
+    return value
+
+
 def load_config(path: str | Path) -> dict[str, Any]:
     """Read a YAML config file and validate it (defaults filled in)."""
     path = Path(path)

@@ -7,6 +7,7 @@ from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
 
+from lesionseg import resources as estimates
 from lesionseg.datasets import SUBJECT_ID, SYNTHETIC_KINDS, datasets_from_config, synthetic_subject_files
 from lesionseg.datasets.manifest import LABEL_COLUMN, read_manifest
 from lesionseg.inference.methods import CRF_SUFFIX, dataset_methods, dataset_model_names, resolve_ensembles
@@ -149,6 +150,16 @@ def image_mem_mb(base, per_mb):
 def image_runtime(base, per_mb):
     """Runtime (minutes) that grows with the size of a job's inputs."""
     return lambda wildcards, input: int(base + per_mb * input.size_mb)
+
+
+def training_mem_mb(wildcards, input):
+    settings = MODELS[wildcards.model].training
+    return estimates.training_mem_mb(input.size_mb, len(input.train_images), settings["subjects_per_epoch"])
+
+
+def training_runtime(wildcards, input):
+    settings = MODELS[wildcards.model].training
+    return estimates.training_runtime_minutes(settings, int(wildcards.phase), len(input.val_images))
 
 
 def preprocessing_targets(dataset):

@@ -22,6 +22,7 @@ rule tune_crf:
     resources:
         mem_mb=image_mem_mb(3000, 60),
         runtime=lambda wc, input: int(10 + 0.5 * config["crf"]["tune"]["trials"] * len(input.images)),
+        gpu=1,
     conda:
         "../envs/training.yaml"
     script:
@@ -43,6 +44,7 @@ rule crf:
     resources:
         mem_mb=image_mem_mb(3000, 60),
         runtime=image_runtime(5, 1),
+        gpu=1,
     conda:
         "../envs/training.yaml"
     script:

@@ -42,7 +42,7 @@ checkpoint manifest:
         cache=lambda wc: f"results/{wc.dataset}/.validation-cache.json",
     threads: 2
     resources:
-        mem_mb=4000,
+        mem_mb=4000,  # one subject's images per thread at a time, whatever the cohort's size
         runtime=manifest_runtime,
     conda:
         "../envs/io.yaml"

@@ -12,6 +12,7 @@ rule evaluate:
         subjects=lambda wc: test_subjects(wc.dataset),
         labelled=lambda wc: [bool(manifest_rows(wc.dataset)[s][LABEL_COLUMN]) for s in test_subjects(wc.dataset)],
         scheme=lambda wc: DATASETS[wc.dataset].scheme.describe(),
+    localrule: True  # seconds of work: not worth a cluster job
     threads: 1
     resources:
         mem_mb=image_mem_mb(1500, 10),

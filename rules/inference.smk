@@ -35,6 +35,7 @@ rule ensemble:
         probabilities="results/{dataset}/inference/{ensemble}/{subject}.nii.gz",
     log:
         "logs/{dataset}/ensemble/{ensemble}/{subject}.log",
+    localrule: True  # seconds of work: not worth a cluster job
     threads: 1
     resources:
         mem_mb=image_mem_mb(1000, 30),

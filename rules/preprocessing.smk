@@ -37,9 +37,10 @@ rule synthetic_head_template:
     params:
         modality=lambda wc: DATASETS[wc.dataset].preprocessing["reference"],
         spacing_mm=lambda wc: max(1.0, DATASETS[wc.dataset].preprocessing["resample"]["spacing_mm"]),
+    localrule: True  # seconds of work: not worth a cluster job
     threads: 1
     resources:
-        mem_mb=3000,
+        mem_mb=lambda wc: 500 + int(2500 / max(1.0, DATASETS[wc.dataset].preprocessing["resample"]["spacing_mm"]) ** 3),
         runtime=10,
     conda:
         "../envs/io.yaml"
@@ -154,6 +155,7 @@ rule preprocess_label:
         label=f"{OUT}/label.nii.gz",
     log:
         "logs/{dataset}/preprocess_label/{subject}.log",
+    localrule: True  # seconds of work: not worth a cluster job
     threads: 1
     resources:
         mem_mb=image_mem_mb(1000, 40),

@@ -41,6 +41,7 @@ rule overlay:
     params:
         modalities=lambda wc: DATASETS[wc.dataset].modalities,
         scheme=lambda wc: DATASETS[wc.dataset].scheme.describe(),
+    localrule: True  # seconds of work: not worth a cluster job
     threads: 1
     resources:
         mem_mb=image_mem_mb(1000, 20),

@@ -13,6 +13,7 @@ rule sample_subject:
         plan=dataset_sampling_plan,
         scheme=lambda wc: DATASETS[wc.dataset].scheme.describe(),
         seed=lambda wc: config["datasets"][wc.dataset]["split"].get("seed", 0),
+    localrule: True  # seconds of work: not worth a cluster job
     threads: 1
     resources:
         mem_mb=image_mem_mb(500, 20),
@@ -46,10 +47,10 @@ rule train_model:
         fingerprint=preprocessing_fingerprint,
         train_subjects=lambda wc: training_subjects(wc.dataset),
         val_subjects=lambda wc: validation_subjects(wc.dataset),
-    threads: workflow.cores
+    threads: min(8, workflow.cores)
     resources:
-        mem_mb=8000,
-        runtime=lambda wc: 60 * 24,
+        mem_mb=training_mem_mb,
+        runtime=training_runtime,
         gpu=1,
     conda:
         "../envs/training.yaml"

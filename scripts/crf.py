@@ -1,14 +1,14 @@
 """The 3D fully connected CRF on one subject's network probabilities (rule crf)."""
 
-from lesionseg.runtime import use_huge_pages
+from lesionseg.logs import log_to_file
+from lesionseg.runtime import prepare_torch_process
 
-use_huge_pages()  # before torch allocates anything
+log_to_file(snakemake.log[0])
+prepare_torch_process()  # before torch allocates memory or initialises CUDA
 
 from lesionseg.crf import CRFParameters
 from lesionseg.inference.steps import crf_subject, read_crf_parameters
-from lesionseg.logs import log_to_file
 
-log_to_file(snakemake.log[0])
 inputs = snakemake.input
 parameters = (read_crf_parameters(inputs.parameters) if "parameters" in inputs.keys()
               else CRFParameters.from_mapping(snakemake.params.parameters))

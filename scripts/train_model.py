@@ -1,14 +1,14 @@
 """Train one model for one phase on one dataset (rule train_model)."""
 
-from lesionseg.runtime import use_huge_pages
-
-use_huge_pages()  # before torch allocates anything
-
-from lesionseg.labels import scheme_from_config
 from lesionseg.logs import log_to_file
-from lesionseg.training.loop import SubjectFiles, TrainingJob, train
+from lesionseg.runtime import prepare_torch_process
 
 log_to_file(snakemake.log[0])
+prepare_torch_process()  # before torch allocates memory or initialises CUDA
+
+from lesionseg.labels import scheme_from_config
+from lesionseg.training.loop import SubjectFiles, TrainingJob, train
+
 inputs, params = snakemake.input, snakemake.params
 spec = params.spec
 train_subjects = [

@@ -1,15 +1,15 @@
 """Random search of the CRF parameters on the validation subjects (rule tune_crf)."""
 
-from lesionseg.runtime import use_huge_pages
+from lesionseg.logs import log_to_file
+from lesionseg.runtime import prepare_torch_process
 
-use_huge_pages()  # before torch allocates anything
+log_to_file(snakemake.log[0])
+prepare_torch_process()  # before torch allocates memory or initialises CUDA
 
 from lesionseg.crf import CRFParameters
 from lesionseg.inference.steps import tune_crf_parameters
 from lesionseg.labels import scheme_from_config
-from lesionseg.logs import log_to_file
 
-log_to_file(snakemake.log[0])
 inputs, params = snakemake.input, snakemake.params
 tune_crf_parameters(
     params.subjects, inputs.probabilities, inputs.images, inputs.masks, inputs.labels,

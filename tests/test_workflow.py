@@ -5,28 +5,17 @@ from __future__ import annotations
 import json
 import re
 import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, make_prefixed
+from conftest import REPO, SNAKEMAKE, jobs_planned, make_prefixed, run
 from lesionseg.datasets.manifest import read_manifest
 
 pytestmark = pytest.mark.integration
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2"]
 MODS = ["flair", "t1", "t1ce", "t2"]
-
-
-def run(workdir: Path, config: str, *args: str) -> subprocess.CompletedProcess:
-    (workdir / "config.yaml").write_text(config)
-    return subprocess.run(
-        [*SNAKEMAKE, *args, "--directory", str(workdir), "--configfile", str(workdir / "config.yaml")],
-        capture_output=True, text=True, timeout=900,
-    )
 
 
 MANIFEST = "results/b/subjects.tsv"  # the fake BraTS images are noise: stop before preprocessing
@@ -100,17 +89,6 @@ def test_synthetic_cohorts_of_both_kinds_are_generated_validated_and_listed(tmp_
     result = run(tmp_path, config.replace("n_subjects: 2, seed: 0", "n_subjects: 3, seed: 0"), "--dry-run")
     assert result.returncode == 0, result.stderr
     assert re.search(r"^synthesize_tumor_subject\s+1$", result.stdout, re.MULTILINE), result.stdout
-
-
-def jobs_planned(result: subprocess.CompletedProcess) -> dict[str, int]:
-    """Job counts of a dry run's 'Job stats' table."""
-    table = result.stdout.split("Job stats:")[-1]
-    counts = {}
-    for line in table.splitlines():
-        parts = line.split()
-        if len(parts) == 2 and parts[1].isdigit() and parts[0] != "total":
-            counts[parts[0]] = int(parts[1])
-    return counts
 
 
 PREPROCESSING_CONFIG = """datasets:

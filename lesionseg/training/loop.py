@@ -36,7 +36,7 @@ from lesionseg.sampling import read_samples
 from lesionseg.training.checkpoints import load_model, save_model
 from lesionseg.training.optim import l1_penalty, learning_rate, make_optimizer, momentum, set_hyperparameters
 from lesionseg.training.patches import IGNORE, augment, cut_segments, load_training_volume, required_pad
-from lesionseg.training.settings import phase_strategy, sample_set_name
+from lesionseg.training.settings import phase_epochs, phase_strategy, sample_set_name
 
 log = logging.getLogger(__name__)
 
@@ -72,7 +72,7 @@ class TrainingJob:
 
     @property
     def epochs(self) -> int:
-        return self.settings["phase2"]["epochs"] if self.phase == 2 else self.settings["epochs"]
+        return phase_epochs(self.settings, self.phase)
 
     @property
     def base_lr(self) -> float:

@@ -95,6 +95,11 @@ def phase_strategy(settings: Mapping[str, Any], phase: int) -> str | Mapping[str
     return settings["sampling"][f"phase{phase}"]
 
 
+def phase_epochs(settings: Mapping[str, Any], phase: int) -> int:
+    """Epochs of one training phase (phase 2 has its own count)."""
+    return settings["phase2"]["epochs"] if phase == 2 else settings["epochs"]
+
+
 def sampling_plan(model_settings: Sequence[Mapping[str, Any]]) -> dict[str, tuple[Any, int]]:
     """The sample sets a training subject needs for these models: set name -> (strategy, count)."""
     plan: dict[str, tuple[Any, int]] = {}

@@ -1,0 +1,84 @@
+"""Incremental re-runs: what a change of the data or of the config runs again, on a finished run.
+
+Each test changes a copy of one finished run (the session fixture ``finished_run``).
+The manifest is a checkpoint that reads every input, so a test first runs it for
+real (cheap) and then asks Snakemake, with a dry run, what the rest would run.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import yaml
+
+from conftest import cohort_config, data_digests, jobs_planned, run, write_cohort_subject
+
+pytestmark = pytest.mark.integration
+MANIFEST = "results/cohort/subjects.tsv"
+TEST_SUBJECT = "SynthTumor_002"
+
+
+@pytest.fixture
+def workdir(finished_run, tmp_path) -> Path:
+    copy = tmp_path / "run"
+    shutil.copytree(finished_run, copy, symlinks=True)
+    return copy
+
+
+def planned_after_manifest(workdir: Path, config: str) -> dict[str, int]:
+    """Jobs a run would do once the manifest is up to date."""
+    result = run(workdir, config, MANIFEST)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return jobs_planned(run(workdir, config, "--dry-run"))
+
+
+def test_a_finished_run_has_nothing_to_do(workdir):
+    assert jobs_planned(run(workdir, cohort_config(), "--dry-run")) == {}
+
+
+def test_a_changed_scan_reruns_only_its_subjects_chain_and_the_aggregates(workdir):
+    scan = workdir / f"data/{TEST_SUBJECT}/{TEST_SUBJECT}_flair.nii.gz"
+    image = nib.load(scan)
+    data = image.get_fdata(dtype=np.float32)
+    data[data.shape[0] // 2] *= 1.2  # one brighter slice
+    nib.save(nib.Nifti1Image(data, image.affine, image.header), scan)
+    planned = planned_after_manifest(workdir, cohort_config())
+    chain = {"skull_strip": 1, "bias_correct": 1, "resample_crop": 1, "normalise": 1, "preprocess_label": 1,
+             "preprocessing_qc": 1, "infer": 1, "crf": 1, "export_results": 2, "overlay": 2}
+    aggregates = {"evaluate": 2, "summarise_dataset": 1, "runtimes": 1, "all": 1}
+    assert planned == {**chain, **aggregates}, planned  # no training, no CRF tuning, no other subject
+
+
+def test_a_new_test_subject_is_segmented_without_retraining(workdir):
+    write_cohort_subject(workdir / "data", 4, "test")
+    planned = planned_after_manifest(workdir, cohort_config())
+    assert planned == {"skull_strip": 1, "bias_correct": 1, "resample_crop": 1, "normalise": 1,
+                       "preprocess_label": 1, "preprocessing_qc": 1, "infer": 1, "crf": 1, "export_results": 2,
+                       "overlay": 2, "evaluate": 2, "summarise_dataset": 1, "runtimes": 1, "all": 1}, planned
+
+
+def test_a_new_training_subject_retrains_and_resegments(workdir):
+    write_cohort_subject(workdir / "data", 4, "train")
+    planned = planned_after_manifest(workdir, cohort_config())
+    assert planned["sample_subject"] == 1 and planned["train_model"] == 2, planned
+    # The new model segments every test subject again, and the CRF is tuned for it again.
+    assert planned["infer"] == 3 and planned["tune_crf"] == 1 and planned["crf"] == 2, planned
+    assert planned["normalise"] == 1, planned  # only the new subject is preprocessed
+
+
+def test_config_edits_that_change_no_result_rerun_nothing(workdir):
+    config = yaml.safe_load(cohort_config())
+    config["models"]["unused"] = {"architecture": "twopathcnn"}
+    config["ensembles"] = {"unused_ensemble": {"members": ["tiny", "unused"]}}
+    edited = "# keys sorted, an unused model and ensemble added\n" + yaml.safe_dump(config, sort_keys=True)
+    result = run(workdir, edited, "--dry-run")
+    assert jobs_planned(result) == {}, result.stdout[-3000:]
+
+
+def test_the_users_data_is_never_modified(finished_run):
+    assert data_digests(finished_run / "data") == json.loads((finished_run / "data_digests.json").read_text())
