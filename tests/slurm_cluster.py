@@ -66,7 +66,9 @@ class SingleNodeSlurm:
     def __init__(self, root: Path) -> None:
         self.root = root
         self.host = socket.gethostname()
-        self.cpus = os.cpu_count() or 1
+        # Twice the cores: the workflow's jobs are short and mostly single-threaded, and two at a time per
+        # core keep the test short (config_overrides lets slurmd accept more CPUs than it finds).
+        self.cpus = 2 * (os.cpu_count() or 1)
         self.munge_socket = root / "munge" / "munge.socket"
         self.started: list[str] = []
 
@@ -100,6 +102,7 @@ MpiDefault=none
 MinJobAge=600
 ReturnToService=2
 SchedulerParameters=sched_interval=1
+SlurmdParameters=config_overrides
 NodeName={host} CPUs={self.cpus} RealMemory={real_memory} State=UNKNOWN
 PartitionName={PARTITION} Nodes={host} Default=YES MaxTime=INFINITE State=UP
 """
