@@ -39,7 +39,7 @@ rule ensemble:
     threads: 1
     resources:
         mem_mb=image_mem_mb(1000, 30),
-        runtime=5,
+        runtime=image_runtime(5, 0.05),
     conda:
         "../envs/training.yaml"
     script:
@@ -62,7 +62,7 @@ rule export_results:
     threads: 1
     resources:
         mem_mb=image_mem_mb(1500, 40),
-        runtime=5,
+        runtime=image_runtime(5, 0.05),
     conda:
         "../envs/io.yaml"
     script:

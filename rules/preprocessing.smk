@@ -159,7 +159,7 @@ rule preprocess_label:
     threads: 1
     resources:
         mem_mb=image_mem_mb(1000, 40),
-        runtime=5,
+        runtime=image_runtime(5, 0.05),
     conda:
         "../envs/preprocessing.yaml"
     script:
@@ -187,7 +187,7 @@ rule preprocessing_qc:
     threads: 1
     resources:
         mem_mb=image_mem_mb(1000, 40),
-        runtime=5,
+        runtime=image_runtime(5, 0.05),
     conda:
         "../envs/io.yaml"
     script:

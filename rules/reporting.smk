@@ -22,8 +22,8 @@ rule summarise_dataset:
     localrule: True
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
+        mem_mb=image_mem_mb(500, 5),
+        runtime=image_runtime(5, 0.05),
     conda:
         "../envs/io.yaml"
     script:
@@ -45,7 +45,7 @@ rule overlay:
     threads: 1
     resources:
         mem_mb=image_mem_mb(1000, 20),
-        runtime=5,
+        runtime=image_runtime(5, 0.05),
     conda:
         "../envs/io.yaml"
     script:
@@ -64,8 +64,8 @@ rule runtimes:
     localrule: True
     threads: 1
     resources:
-        mem_mb=500,
-        runtime=5,
+        mem_mb=image_mem_mb(300, 1),
+        runtime=image_runtime(5, 0.05),
     conda:
         "../envs/io.yaml"
     script:

@@ -17,7 +17,7 @@ rule sample_subject:
     threads: 1
     resources:
         mem_mb=image_mem_mb(500, 20),
-        runtime=5,
+        runtime=image_runtime(5, 0.05),
     conda:
         "../envs/training.yaml"
     script:
