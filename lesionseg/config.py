@@ -58,14 +58,18 @@ def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
     return config
 
 
-def sorted_keys(value: Any) -> Any:
-    """``value`` with the keys of every mapping in it sorted; lists keep their order.
+# Mappings whose order means something: a label scheme's classes are the network's outputs, in order.
+ORDERED_KEYS = frozenset({"labels"})
 
-    Key order carries no meaning in the config, but Snakemake compares rule
-    params as written: sorting makes a reordered config re-run nothing.
+
+def sorted_keys(value: Any) -> Any:
+    """``value`` with the keys of its mappings sorted, except below ``ORDERED_KEYS``; lists keep their order.
+
+    Elsewhere key order carries no meaning in the config, but Snakemake compares
+    rule params as written: sorting makes a reordered config re-run nothing.
     """
     if isinstance(value, Mapping):
-        return {key: sorted_keys(value[key]) for key in sorted(value)}
+        return {key: value[key] if key in ORDERED_KEYS else sorted_keys(value[key]) for key in sorted(value)}
     if isinstance(value, list):
         return [sorted_keys(item) for item in value]
     return value

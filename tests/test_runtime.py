@@ -91,3 +91,11 @@ def test_sorted_keys_is_recursive_and_keeps_list_order():
     assert canonical == config
     assert list(canonical) == ["a", "b"] and list(canonical["b"]) == ["a", "z"]
     assert list(canonical["b"]["a"][0]) == ["x", "y"] and canonical["a"] == [3, 1, 2]
+
+
+def test_sorted_keys_keeps_the_order_of_label_classes():
+    """Class order is the network's output order (class 0 holds the background): never sorted."""
+    config = {"datasets": {"mine": {"labels": {"classes": {"normal": [0], "lesion": [1]}}, "root": "x"}}}
+    canonical = sorted_keys(config)
+    assert list(canonical["datasets"]["mine"]["labels"]["classes"]) == ["normal", "lesion"]
+    assert list(canonical["datasets"]["mine"]) == ["labels", "root"]

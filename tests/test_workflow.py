@@ -220,3 +220,17 @@ def test_preprocessing_and_training_end_to_end_with_incremental_reruns(tmp_path)
     report = tmp_path / "report.html"
     result = run(tmp_path, PREPROCESSING_CONFIG, "--report", str(report))
     assert result.returncode == 0 and report.stat().st_size > 100_000, result.stderr[-2000:]
+
+
+def test_a_label_scheme_keeps_its_class_order_through_the_workflow(tmp_path):
+    """The config's keys are sorted when loaded, but not a label scheme's: its order is the network's outputs."""
+    make_prefixed(tmp_path / "data", ["sub-01", "sub-02"], ["t1", "flair"], "_", label_values=(0, 1))
+    config = (
+        "datasets:\n  mine:\n    format: generic\n    root: data\n"
+        "    images: '{subject}/{subject}_{modality}.nii.gz'\n    label: '{subject}/{subject}_seg.nii.gz'\n"
+        "    modalities: [t1, flair]\n"
+        "    labels: {classes: {normal: [0], lesion: [1]}, regions: {lesion: [1]}}\n"
+    )
+    result = run(tmp_path, config, "results/mine/subjects.tsv")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert [r["subject"] for r in read_manifest(tmp_path / "results/mine/subjects.tsv")] == ["sub-01", "sub-02"]
