@@ -1,7 +1,7 @@
 """The 3D fully connected CRF on one subject's network probabilities (rule crf)."""
 
 from lesionseg.logs import log_to_file
-from lesionseg.runtime import prepare_torch_process
+from lesionseg.devices import prepare_torch_process
 
 log_to_file(snakemake.log[0])
 prepare_torch_process()  # before torch allocates memory or initialises CUDA

@@ -94,7 +94,6 @@ def jobs_planned(result: subprocess.CompletedProcess) -> dict[str, int]:
     return counts
 
 
-COHORT_MODALITIES = ["flair", "t1", "t1ce", "t2"]
 # A user's dataset in a folder of their own (generic format), made of synthetic heads with skulls.
 COHORT_CONFIG = """datasets:
   cohort:

@@ -20,12 +20,12 @@ from pathlib import Path
 SLURM_CONF = Path("/etc/slurm/slurm.conf")
 MARKER = "# lesionseg test cluster"
 PACKAGES = ["slurm-wlm", "munge"]
-DAEMONS = ["munged", "slurmctld", "slurmd", "sbatch", "squeue"]
+PROGRAMS = ["munged", "slurmctld", "slurmd", "sbatch", "squeue", "sinfo", "scancel"]
 PARTITION = "debug"
 
 
 def missing_programs() -> list[str]:
-    return [name for name in DAEMONS if shutil.which(name) is None and not Path(f"/usr/sbin/{name}").exists()]
+    return [name for name in PROGRAMS if shutil.which(name) is None and not Path(f"/usr/sbin/{name}").exists()]
 
 
 def install_packages() -> str | None:

@@ -40,16 +40,17 @@ def test_a_killed_training_leaves_no_model_and_resumes_from_its_checkpoint(finis
     # More epochs: a training of other settings, which starts afresh (the old checkpoint is not resumed).
     config = cohort_config(epochs=30)
     (workdir / "config.yaml").write_text(config)
-    output = tmp_path / "snakemake.log"
-    process = subprocess.Popen(
-        [*SNAKEMAKE, str(PHASE1 / "model.pt"), "--directory", str(workdir),
-         "--configfile", str(workdir / "config.yaml")],
-        stdout=subprocess.DEVNULL, stderr=output.open("w"), start_new_session=True,
-    )
-    # Snakemake starts each job with a fresh log.
-    wait_for(lambda: "loop: epoch 3:" in read_log(workdir), 300, "third epoch", process, output)
-    os.killpg(process.pid, signal.SIGKILL)  # snakemake and the training job, as a node failure would
-    process.wait()
+    snakemake_output = tmp_path / "snakemake.log"
+    with snakemake_output.open("w") as stderr:
+        process = subprocess.Popen(
+            [*SNAKEMAKE, str(PHASE1 / "model.pt"), "--directory", str(workdir),
+             "--configfile", str(workdir / "config.yaml")],
+            stdout=subprocess.DEVNULL, stderr=stderr, start_new_session=True,
+        )
+        # Snakemake starts each job with a fresh log.
+        wait_for(lambda: "loop: epoch 3:" in read_log(workdir), 300, "third epoch", process, snakemake_output)
+        os.killpg(process.pid, signal.SIGKILL)  # snakemake and the training job, as a node failure would
+        process.wait()
     killed_log = read_log(workdir)
     assert "ignoring a checkpoint of other settings" in killed_log and "loop: epoch 30:" not in killed_log
 

@@ -66,16 +66,22 @@ def site_profile(folder: Path) -> Path:
     return folder
 
 
+def snakemake_on_slurm(workdir: Path, profile: Path, *args: str) -> subprocess.CompletedProcess:
+    """Snakemake as a user runs it on the login node: the profile, no --cores."""
+    return subprocess.run(
+        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--profile", str(profile), *args,
+         "--directory", str(workdir), "--configfile", str(workdir / "config.yaml")],
+        capture_output=True, text=True, timeout=1500,
+    )
+
+
 def test_the_workflow_runs_on_slurm_and_gives_the_local_results(slurm_cluster, finished_run, tmp_path):
     workdir = tmp_path / "run"
     workdir.mkdir()
     (workdir / "config.yaml").write_text(cohort_config(finished_run / "data"))
+    profile = site_profile(tmp_path / "site")
     known_jobs = set(slurm_cluster.job_ids())
-    result = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--profile", str(site_profile(tmp_path / "site")),
-         "--directory", str(workdir), "--configfile", str(workdir / "config.yaml")],
-        capture_output=True, text=True, timeout=1500,
-    )
+    result = snakemake_on_slurm(workdir, profile)
     assert result.returncode == 0, result.stderr[-5000:]
 
     # The heavy jobs went through SLURM (each with a job id the controller knows), the light ones did not.
@@ -100,9 +106,5 @@ def test_the_workflow_runs_on_slurm_and_gives_the_local_results(slurm_cluster, f
     tuned = "results/cohort/crf/tiny/parameters.yaml"
     assert (workdir / tuned).read_text() == (finished_run / tuned).read_text()
     # A second run finds nothing to do.
-    again = subprocess.run(
-        [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--profile", str(tmp_path / "site"),
-         "--directory", str(workdir), "--configfile", str(workdir / "config.yaml"), "--dry-run"],
-        capture_output=True, text=True, timeout=300,
-    )
+    again = snakemake_on_slurm(workdir, profile, "--dry-run")
     assert "Nothing to be done" in again.stdout + again.stderr, again.stdout[-3000:]

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from lesionseg import resources
 from lesionseg.io import write_nifti
 from lesionseg.labels import LABEL_SCHEMES
 from lesionseg.preprocessing.normalisation import normalise
@@ -160,3 +161,19 @@ def test_model_config_errors_are_explained():
     for models, names, message in cases:
         with pytest.raises(ConfigError, match=message):
             resolve_models(config(models, names))
+
+
+ESTIMATED_TRAINING = {"epochs": 35, "batches_per_epoch": 200, "phase2": {"epochs": 5}, "subjects_per_epoch": 50}
+
+
+def test_training_estimates_grow_with_the_work():
+    assert resources.training_runtime_minutes(ESTIMATED_TRAINING, 1, n_val=10) > \
+        resources.training_runtime_minutes(ESTIMATED_TRAINING, 2, n_val=10) > \
+        resources.training_runtime_minutes({**ESTIMATED_TRAINING, "phase2": {"epochs": 1}}, 2, n_val=10)
+    assert resources.training_runtime_minutes(ESTIMATED_TRAINING, 1, n_val=20) > resources.training_runtime_minutes(
+        ESTIMATED_TRAINING, 1, n_val=0)
+    # Memory: the subjects one epoch holds, not the whole training set.
+    small = resources.training_mem_mb(input_mb=100, n_train=10, subjects_per_epoch=50)
+    assert resources.training_mem_mb(input_mb=1000, n_train=100, subjects_per_epoch=50) > small
+    assert resources.training_mem_mb(input_mb=1000, n_train=100, subjects_per_epoch=10) < \
+        resources.training_mem_mb(input_mb=1000, n_train=100, subjects_per_epoch=50)

@@ -5,7 +5,7 @@ import pytest
 
 from conftest import SHAPE, label_map, random_image, write_image
 from lesionseg.cli import main as cli
-from lesionseg.config import validate_config
+from lesionseg.config import sorted_keys, validate_config
 from lesionseg.datasets import dataset_from_config
 from lesionseg.datasets.manifest import build_manifest, read_manifest, write_manifest, write_problems
 
@@ -150,3 +150,19 @@ def test_check_command_reports_bad_yaml(tmp_path, capsys, content):
     config.write_text(content)
     assert cli(["check", "--configfile", str(config)]) == 1
     assert str(config) in capsys.readouterr().err
+
+
+def test_sorted_keys_is_recursive_and_keeps_list_order():
+    config = {"b": {"z": 1, "a": [{"y": 2, "x": 3}, 5]}, "a": [3, 1, 2]}
+    canonical = sorted_keys(config)
+    assert canonical == config
+    assert list(canonical) == ["a", "b"] and list(canonical["b"]) == ["a", "z"]
+    assert list(canonical["b"]["a"][0]) == ["x", "y"] and canonical["a"] == [3, 1, 2]
+
+
+def test_sorted_keys_keeps_the_order_of_label_classes():
+    """Class order is the network's output order (class 0 holds the background): never sorted."""
+    config = {"datasets": {"mine": {"labels": {"classes": {"normal": [0], "lesion": [1]}}, "root": "x"}}}
+    canonical = sorted_keys(config)
+    assert list(canonical["datasets"]["mine"]["labels"]["classes"]) == ["normal", "lesion"]
+    assert list(canonical["datasets"]["mine"]) == ["labels", "root"]

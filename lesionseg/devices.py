@@ -1,4 +1,4 @@
-"""Process set-up for the jobs that run networks: CPU allocator and GPU choice."""
+"""Devices of the jobs that run networks: the CPU allocator's pages and the GPU each job uses."""
 
 from __future__ import annotations
 
