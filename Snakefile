@@ -25,6 +25,7 @@ include: "rules/preprocessing.smk"
 include: "rules/training.smk"
 include: "rules/inference.smk"
 include: "rules/crf.smk"
+include: "rules/postprocessing.smk"
 include: "rules/evaluation.smk"
 include: "rules/reporting.smk"
 
@@ -41,5 +42,6 @@ onsuccess:
         "lesionseg finished. Per dataset, see results/<dataset>/: subjects.tsv (manifest), "
         "qc/ (pictures), preprocessed/ (images, masks, provenance), models/ (trained networks, "
         "learning curves), segmentations/<method>/ and probabilities/<method>/ (per test subject, on "
-        "its original grid; <method> is a model, an ensemble, or either + crf); logs/ holds one log per job."
+        "its original grid; <method> is a model, an ensemble, or either + crf, each + pp with the post-processing "
+        "chosen in postprocessing/ on the validation split); logs/ holds one log per job."
     )

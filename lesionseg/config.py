@@ -58,8 +58,9 @@ def validate_config(config: Mapping[str, Any]) -> dict[str, Any]:
     return config
 
 
-# Mappings whose order means something: a label scheme's classes are the network's outputs, in order.
-ORDERED_KEYS = frozenset({"labels"})
+# Mappings whose order means something: a label scheme's classes are the network's outputs, in order;
+# a generic dataset's per-modality image templates give the channel order when 'modalities:' is absent.
+ORDERED_KEYS = frozenset({"labels", "images"})
 
 
 def sorted_keys(value: Any) -> Any:

@@ -9,8 +9,9 @@ from pathlib import Path
 
 from lesionseg import resources as estimates
 from lesionseg.datasets import SUBJECT_ID, SYNTHETIC_KINDS, datasets_from_config, synthetic_subject_files
-from lesionseg.datasets.manifest import LABEL_COLUMN, read_manifest
-from lesionseg.inference.methods import CRF_SUFFIX, dataset_methods, dataset_model_names, resolve_ensembles
+from lesionseg.datasets.manifest import LABEL_COLUMN, MASK_COLUMN, read_manifest
+from lesionseg.inference.methods import (CRF_SUFFIX, PP_SUFFIX, dataset_methods, dataset_model_names,
+                                         dataset_networks, resolve_ensembles, split_postprocessing)
 from lesionseg.preprocessing.settings import SYNTHETIC_TEMPLATE, fingerprint
 from lesionseg.training.settings import resolve_models, sampling_plan
 
@@ -26,12 +27,15 @@ def one_of(names):
     return "|".join(sorted(map(re.escape, names))) or NOTHING
 
 
+PROBABILITY_METHOD = f"(?:{one_of(NETWORKS)})(?:{re.escape(CRF_SUFFIX)})?"  # a method with a probability map
+
+
 wildcard_constraints:
     dataset=one_of(DATASETS),
     model=one_of(MODELS),
     ensemble=one_of(ENSEMBLES),
     network=one_of(NETWORKS),
-    method=f"(?:{one_of(NETWORKS)})(?:\\+crf)?",
+    method=f"{PROBABILITY_METHOD}(?:{re.escape(PP_SUFFIX)})?",
     phase="1|2",
     subject=SUBJECT_ID.pattern.strip("^$"),
 
@@ -61,7 +65,21 @@ def manifest_inputs(wildcards):
     files = []
     for subject in DATASETS[wildcards.dataset].discover():
         files += [str(p) for p in (*subject.images.values(), subject.label) if p is not None]
+        if subject.mask is not None and subject.mask.is_file():  # a missing mask is reported by validation
+            files.append(str(subject.mask))
     return files
+
+
+# Preprocessing keys that validation depends on (the grid reference, co-registration, the brain masks).
+VALIDATION_PREPROCESSING_KEYS = ("reference", "coregister", "skull_strip")
+
+
+def manifest_entry(wildcards):
+    """The dataset's entry as validation sees it: other preprocessing edits do not re-run the manifest."""
+    entry = dataset_entry(wildcards, drop=("models", "ensembles"))
+    preprocessing = entry.pop("preprocessing", {})
+    entry["preprocessing"] = {k: v for k, v in preprocessing.items() if k in VALIDATION_PREPROCESSING_KEYS}
+    return entry
 
 
 def manifest_runtime(wildcards, input):
@@ -133,6 +151,8 @@ def images_on_reference_grid(wildcards):
 def skull_strip_inputs(wildcards):
     inputs = {"images": images_on_reference_grid(wildcards)}
     strip = preprocessing_settings(wildcards)["skull_strip"]
+    if strip["method"] == "given":
+        inputs["given_mask"] = manifest_rows(wildcards.dataset)[wildcards.subject][MASK_COLUMN]
     if strip["method"] == "template":
         if strip["template"] == SYNTHETIC_TEMPLATE:
             inputs["template"] = f"results/{wildcards.dataset}/preprocessing/template/head.nii.gz"
@@ -280,13 +300,45 @@ def crf_parameters(wildcards):
     return config["crf"]["parameters"]
 
 
+def methods_of(dataset):
+    """The dataset's methods; those with post-processing only if it has labelled validation subjects to choose it."""
+    return dataset_methods(config, dataset, postprocessing=bool(validation_subjects(dataset)))
+
+
+def postprocessed_methods(dataset):
+    """The dataset's methods that get a post-processed twin (none without labelled validation subjects)."""
+    return [split_postprocessing(m)[0] for m in methods_of(dataset) if split_postprocessing(m)[1]]
+
+
+def postprocessing_choice_inputs(wildcards):
+    """The method's probabilities (preprocessing grid) and the truth of the labelled validation subjects."""
+    dataset = wildcards.dataset
+    subjects = validation_subjects(dataset)
+    if not subjects:
+        raise ValueError(f"dataset {dataset!r}: choosing the post-processing needs labelled validation subjects; "
+                         "adjust 'split:' or set postprocessing: {enabled: false}")
+    return {
+        "probabilities": [f"results/{dataset}/inference/{wildcards.method}/{s}.nii.gz" for s in subjects],
+        "labels": [f"results/{dataset}/preprocessed/{s}/label.nii.gz" for s in subjects],
+    }
+
+
+def postprocessing_targets(dataset):
+    """The table of the dataset's post-processing choices (it needs every choice)."""
+    if not postprocessed_methods(dataset):
+        return []
+    return [f"results/{dataset}/postprocessing/summary.{ext}" for ext in ("csv", "html")]
+
+
 def segmentation_targets(dataset):
-    """Segmentations and probability maps of every method for every test subject, on the original grid."""
+    """Segmentations of every method for every test subject, on the original grid, and the probability maps of
+    the methods that have one (the post-processing changes only the segmentation)."""
     targets = []
-    for method in dataset_methods(config, dataset):
+    for method in methods_of(dataset):
         for subject in test_subjects(dataset):
-            targets += [f"results/{dataset}/segmentations/{method}/{subject}.nii.gz",
-                        f"results/{dataset}/probabilities/{method}/{subject}.nii.gz"]
+            targets.append(f"results/{dataset}/segmentations/{method}/{subject}.nii.gz")
+            if not split_postprocessing(method)[1]:
+                targets.append(f"results/{dataset}/probabilities/{method}/{subject}.nii.gz")
     return targets
 
 
@@ -307,7 +359,7 @@ def evaluation_inputs(wildcards):
 def overlay_inputs(wildcards):
     """A test subject's input images, a method's segmentation, and the truth if there is one."""
     inputs = {
-        "images": raw_images(wildcards),
+        "images": images_on_reference_grid(wildcards),
         "segmentation": f"results/{wildcards.dataset}/segmentations/{wildcards.method}/{wildcards.subject}.nii.gz",
     }
     truth = manifest_rows(wildcards.dataset)[wildcards.subject][LABEL_COLUMN]
@@ -318,7 +370,7 @@ def overlay_inputs(wildcards):
 
 def evaluation_targets(dataset):
     """Per-method tables, the dataset's summaries and an overlay per method and test subject."""
-    subjects, methods = test_subjects(dataset), dataset_methods(config, dataset)
+    subjects, methods = test_subjects(dataset), methods_of(dataset)
     if not subjects or not methods:
         return []
     targets = [f"results/{dataset}/evaluation/{method}/per_subject.csv" for method in methods]
@@ -339,13 +391,16 @@ def benchmark_files(wildcards):
     files += [f"benchmarks/{dataset}/train_model/{m.name}/phase{p}.tsv"
               for m in dataset_models(dataset) for p in m.training["phases"]]
     tested = test_subjects(dataset)
-    networks = [m for m in dataset_methods(config, dataset) if not m.endswith(CRF_SUFFIX)]
-    inferred = list(tested)
+    validated = [s for s in validation_subjects(dataset) if s not in tested]
+    # The post-processing is chosen on the validation subjects' results of every network, with and without CRF.
+    segmented = tested + (validated if any(split_postprocessing(m)[1] for m in methods_of(dataset)) else [])
+    networks = dataset_networks(config, dataset)
+    inferred = list(segmented)
     if config["crf"]["enabled"]:
         if config["crf"]["tune"]["enabled"]:
-            inferred += [s for s in validation_subjects(dataset) if s not in inferred]
+            inferred += [s for s in validated if s not in inferred]
             files += [f"benchmarks/{dataset}/tune_crf/{n}.tsv" for n in networks]
-        files += [f"benchmarks/{dataset}/crf/{n}/{s}.tsv" for n in networks for s in tested]
+        files += [f"benchmarks/{dataset}/crf/{n}/{s}.tsv" for n in networks for s in segmented]
     files += [f"benchmarks/{dataset}/infer/{m.name}/{s}.tsv" for m in dataset_models(dataset) for s in inferred]
     return files
 
@@ -360,4 +415,5 @@ def all_targets(wildcards):
         targets += training_targets(name)
         targets += segmentation_targets(name)
         targets += evaluation_targets(name)
+        targets += postprocessing_targets(name)
     return targets

@@ -38,7 +38,7 @@ checkpoint manifest:
         "logs/{dataset}/manifest.log",
     params:
         name=lambda wc: wc.dataset,
-        entry=dataset_entry,
+        entry=manifest_entry,
         cache=lambda wc: f"results/{wc.dataset}/.validation-cache.json",
     threads: 2
     resources:

@@ -55,6 +55,8 @@ rule export_results:
         segmentation="results/{dataset}/segmentations/{method}/{subject}.nii.gz",
     log:
         "logs/{dataset}/export_results/{method}/{subject}.log",
+    wildcard_constraints:
+        method=PROBABILITY_METHOD,  # a post-processed method's segmentation comes from rule postprocess_segmentation
     params:
         scheme=lambda wc: DATASETS[wc.dataset].scheme.describe(),
         min_component_mm3=config["inference"]["min_component_mm3"],

@@ -5,7 +5,7 @@
 rule summarise_dataset:
     input:
         per_subject=lambda wc: [f"results/{wc.dataset}/evaluation/{m}/per_subject.csv"
-                                for m in dataset_methods(config, wc.dataset)],
+                                for m in methods_of(wc.dataset)],
     output:
         csv="results/{dataset}/evaluation/summary.csv",
         markdown="results/{dataset}/evaluation/summary.md",
@@ -17,7 +17,7 @@ rule summarise_dataset:
     log:
         "logs/{dataset}/summarise_dataset.log",
     params:
-        methods=lambda wc: dataset_methods(config, wc.dataset),
+        methods=lambda wc: methods_of(wc.dataset),
         scheme=lambda wc: DATASETS[wc.dataset].scheme.describe(),
     localrule: True
     threads: 1

@@ -17,6 +17,7 @@ skull_strip_subject(
     settings=snakemake.params.settings,
     seed=snakemake.params.seed,
     template_paths=(snakemake.input.get("template"), snakemake.input.get("template_mask")),
+    given_mask_path=snakemake.input.get("given_mask"),
     mask_path=snakemake.output.mask,
     record_path=snakemake.output.record,
 )

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import make_prefixed, make_vsd, random_image, write_image
+from conftest import label_map, make_prefixed, make_vsd, random_image, write_image
 from lesionseg.config import ConfigError, validate_config
 from lesionseg.datasets import dataset_from_config
 
@@ -101,3 +101,159 @@ def test_synthetic_paths_follow_the_imitated_release(tmp_path):
     files = stroke.synthetic_files("SynthStroke_001")
     assert files.images["dwi"].parent.name.startswith("VSD.Brain.XX.O.MR_DWI.")
     assert stroke.scheme.name == "binary" and tumor.scheme.name == "brats2013"
+
+
+def write_images(paths) -> None:
+    """A tiny image at each path (a lesion map where the name says it is a truth file)."""
+    for i, path in enumerate(paths):
+        truth = path.name.endswith(("_msk.nii.gz", "_mask.nii.gz", "Consensus.nii.gz"))
+        write_image(path, label_map((0, 1)) if truth else random_image(i))
+
+
+def test_brats2023_finds_every_brats2024_subchallenge_in_one_root(tmp_path):
+    keys = ["t1n", "t1c", "t2w", "t2f"]
+    make_prefixed(tmp_path, ["BraTS-GLI-02073-100", "BraTS-MEN-00004-000"], keys, "-", label_values=(0, 1, 2, 3, 4))
+    for challenge, subject in [("MET", "BraTS-MET-00001-000"), ("PED", "BraTS-PED-00001-000"),
+                               ("SSA", "BraTS-SSA-00002-000")]:
+        make_prefixed(tmp_path, [subject], keys, "-", label_values=(0, 1, 2, 3), grade=f"BraTS2024-{challenge}")
+    d = dataset({"format": "brats2023", "root": str(tmp_path)})
+    found = {s.subject: s for s in d.discover()}
+    assert sorted(found) == ["BraTS-GLI-02073-100", "BraTS-MEN-00004-000", "BraTS-MET-00001-000",
+                             "BraTS-PED-00001-000", "BraTS-SSA-00002-000"]
+    ped = found["BraTS-PED-00001-000"]
+    assert ped.images["t2f"] == tmp_path / "BraTS2024-PED" / ped.subject / f"{ped.subject}-t2f.nii.gz"
+    assert found["BraTS-MEN-00004-000"].label == tmp_path / "BraTS-MEN-00004-000" / "BraTS-MEN-00004-000-seg.nii.gz"
+    assert 4 in d.scheme.allowed_values  # 2024 resection cavity
+
+
+def isles2022_session(root: Path, subject: str, session: str = "ses-0001", folders: bool = True,
+                      flair: str = "FLAIR", truth: bool = True) -> dict[str, Path]:
+    """An ISLES 2022 session below ``root`` (the folder of the sub-* folders), its truth in ``root/../derivatives``
+    when ``root`` is ``rawdata``, else in ``root/derivatives``; returns the paths written, by modality."""
+    folder, prefix = root / subject / session, f"{subject}_{session}"
+    paths = {
+        "dwi": folder / ("dwi" if folders else "") / f"{prefix}_dwi.nii.gz",
+        "adc": folder / ("dwi" if folders else "") / f"{prefix}_adc.nii.gz",
+        "flair": folder / ("anat" if folders else "") / f"{prefix}_{flair}.nii.gz",
+    }
+    derivatives = root.parent / "derivatives" if root.name == "rawdata" else root / "derivatives"
+    if truth:
+        paths["label"] = derivatives / subject / session / f"{prefix}_msk.nii.gz"
+    write_images(paths.values())
+    return paths
+
+
+def test_isles2022_release_with_rawdata_and_derivatives(tmp_path):
+    first = isles2022_session(tmp_path / "rawdata", "sub-strokecase0001")
+    isles2022_session(tmp_path / "rawdata", "sub-strokecase0002", truth=False)
+    d = dataset({"format": "isles2022", "root": str(tmp_path)})
+    assert d.modalities == ("dwi", "adc", "flair") and d.scheme.name == "binary"
+    found = {s.subject: s for s in d.discover()}
+    assert sorted(found) == ["sub-strokecase0001", "sub-strokecase0002"]
+    s = found["sub-strokecase0001"]
+    assert s.images == {m: first[m] for m in ("dwi", "adc", "flair")}
+    assert s.images["flair"].parent.name == "anat"
+    assert s.label == first["label"]
+    assert found["sub-strokecase0002"].label is None
+
+
+def test_isles2022_sub_folders_in_root_without_datatype_folders(tmp_path):
+    flat = isles2022_session(tmp_path, "sub-strokecase0003", folders=False, flair="flair")
+    isles2022_session(tmp_path, "sub-strokecase0004", session="ses-0001")
+    isles2022_session(tmp_path, "sub-strokecase0004", session="ses-0002", truth=False)
+    flat["adc"].unlink()
+    found = {s.subject: s for s in dataset({"format": "isles2022", "root": str(tmp_path)}).discover()}
+    assert sorted(found) == ["sub-strokecase0003", "sub-strokecase0004_ses-0001", "sub-strokecase0004_ses-0002"]
+    s = found["sub-strokecase0003"]
+    assert s.images["dwi"] == flat["dwi"] and s.images["flair"] == flat["flair"]
+    prefix = "sub-strokecase0003_ses-0001"
+    assert s.label == tmp_path / "derivatives" / "sub-strokecase0003" / "ses-0001" / f"{prefix}_msk.nii.gz"
+    # A missing modality is reported where the release keeps it.
+    assert s.images["adc"] is None
+    assert s.expected["adc"] == tmp_path / "sub-strokecase0003" / "ses-0001" / "dwi" / f"{prefix}_adc.nii.gz"
+    assert found["sub-strokecase0004_ses-0001"].label is not None
+    assert found["sub-strokecase0004_ses-0002"].label is None
+
+
+def test_isles2022_preprocessing_registers_every_modality_to_the_dwi(tmp_path):
+    settings = dataset({"format": "isles2022", "root": str(tmp_path)}).preprocessing
+    assert settings["reference"] == "dwi"
+    assert settings["coregister"]["enabled"] is True
+    assert settings["skull_strip"]["method"] == "none"  # released skull-stripped
+
+
+def atlas2_session(cohort: Path, subject: str, session: str = "ses-1", space: str = "MNI152NLin2009aSym",
+                   truth: bool = True) -> dict[str, Path]:
+    """An ATLAS v2.0 session in a cohort folder (e.g. ``Training/R001``); returns the paths written."""
+    anat, prefix = cohort / subject / session / "anat", f"{subject}_{session}_space-{space}"
+    paths = {"t1": anat / f"{prefix}_T1w.nii.gz"}
+    if truth:
+        paths["label"] = anat / f"{prefix}_label-L_desc-T1lesion_mask.nii.gz"
+    write_images(paths.values())
+    return paths
+
+
+def test_atlas2_training_testing_and_cohort_roots(tmp_path):
+    training = tmp_path / "Training"
+    first = atlas2_session(training / "R001", "sub-r001s001")
+    atlas2_session(training / "R001", "sub-r001s002", space="orig")  # matched by suffix, not by space
+    atlas2_session(training / "R002", "sub-r002s001", session="ses-1")
+    atlas2_session(training / "R002", "sub-r002s001", session="ses-2")
+    atlas2_session(tmp_path / "Testing" / "R005", "sub-r005s040", truth=False)
+    d = dataset({"format": "atlas2", "root": str(tmp_path)})
+    assert d.modalities == ("t1",) and d.scheme.name == "binary"
+    found = {s.subject: s for s in d.discover()}
+    assert sorted(found) == ["sub-r001s001", "sub-r001s002", "sub-r002s001_ses-1", "sub-r002s001_ses-2",
+                             "sub-r005s040"]
+    assert found["sub-r001s001"].images["t1"] == first["t1"]
+    assert found["sub-r001s001"].label == first["label"]
+    assert found["sub-r001s002"].images["t1"].name == "sub-r001s002_ses-1_space-orig_T1w.nii.gz"
+    assert found["sub-r005s040"].images["t1"] is not None and found["sub-r005s040"].label is None
+
+    def names(root: Path) -> list[str]:
+        return sorted(s.subject for s in dataset({"format": "atlas2", "root": str(root)}).discover())
+
+    assert names(training) == ["sub-r001s001", "sub-r001s002", "sub-r002s001_ses-1", "sub-r002s001_ses-2"]
+    assert names(training / "R001") == ["sub-r001s001", "sub-r001s002"]
+
+
+def test_atlas2_preprocessing_strips_the_skull_with_robex(tmp_path):
+    settings = dataset({"format": "atlas2", "root": str(tmp_path)}).preprocessing
+    assert settings["skull_strip"]["method"] == "robex" and settings["reference"] == "t1"
+
+
+def msseg2016_patient(patient: Path, truth: bool = True, tags=("FLAIR", "T1", "T2", "DP", "GADO")) -> dict[str, Path]:
+    """A MICCAI 2016 MSSEG patient folder; returns the paths written, by modality."""
+    paths = {tag.lower(): patient / "Preprocessed_Data" / f"{tag}_preprocessed.nii.gz" for tag in tags}
+    if truth:
+        paths["label"] = patient / "Masks" / "Consensus.nii.gz"
+    write_images(paths.values())
+    return paths
+
+
+def test_msseg2016_patients_directly_below_root(tmp_path):
+    first = msseg2016_patient(tmp_path / "01016SACH")
+    msseg2016_patient(tmp_path / "07003SATH", tags=("FLAIR", "T1", "T2", "DP"))
+    d = dataset({"format": "msseg2016", "root": str(tmp_path)})
+    assert d.modalities == ("flair", "t1", "t2", "dp", "gado") and d.scheme.name == "binary"
+    assert d.preprocessing["skull_strip"]["method"] == "none"  # Preprocessed_Data are brain-masked
+    found = {s.subject: s for s in d.discover()}
+    assert sorted(found) == ["01016SACH", "07003SATH"]
+    assert found["01016SACH"].images == {m: first[m] for m in ("flair", "t1", "t2", "dp", "gado")}
+    assert found["01016SACH"].label == first["label"]
+    assert found["07003SATH"].images["gado"] is None
+    assert found["07003SATH"].expected["gado"] == tmp_path / "07003SATH/Preprocessed_Data/GADO_preprocessed.nii.gz"
+
+
+def test_msseg2016_patients_below_centre_folders_get_unique_names(tmp_path):
+    first = msseg2016_patient(tmp_path / "Training" / "Center_01" / "Patient_01")
+    msseg2016_patient(tmp_path / "Training" / "Center_07" / "Patient_01")
+    msseg2016_patient(tmp_path / "Testing" / "Center_03" / "Patient_01", truth=False)
+    found = {s.subject: s for s in dataset({"format": "msseg2016", "root": str(tmp_path / "Training")}).discover()}
+    assert sorted(found) == ["Center_01_Patient_01", "Center_07_Patient_01"]
+    assert found["Center_01_Patient_01"].images["flair"] == first["flair"]
+    assert found["Center_01_Patient_01"].label == first["label"]
+    found = {s.subject: s for s in dataset({"format": "msseg2016", "root": str(tmp_path)}).discover()}
+    assert sorted(found) == ["Testing_Center_03_Patient_01", "Training_Center_01_Patient_01",
+                             "Training_Center_07_Patient_01"]
+    assert found["Testing_Center_03_Patient_01"].label is None

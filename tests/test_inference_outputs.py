@@ -42,8 +42,9 @@ def test_methods_are_models_ensembles_and_each_with_the_crf():
     cfg = config(ensembles={"abc": {"members": ["a", "b", "c"]}}, dataset_ensembles=["abc"])
     assert resolve_ensembles(cfg) == {"abc": ("a", "b", "c")}
     assert dataset_model_names(cfg, "d") == ["a", "b", "c"]  # members are trained too
-    assert dataset_methods(cfg, "d") == ["a", "b", "c", "abc", "a+crf", "b+crf", "c+crf", "abc+crf"]
-    assert dataset_methods(config(crf=False), "d") == ["a"]
+    assert dataset_methods(cfg, "d", postprocessing=False) == ["a", "b", "c", "abc", "a+crf", "b+crf", "c+crf",
+                                                               "abc+crf"]
+    assert dataset_methods(config(crf=False), "d", postprocessing=False) == ["a"]
     assert split_method("abc+crf") == ("abc", True) and split_method("a") == ("a", False)
 
 

@@ -214,6 +214,34 @@ def test_brain_only_data_mask_is_the_non_zero_region(head):
     assert dice(mask, brain) > 0.99
 
 
+def test_brain_only_data_with_a_non_zero_background(head):
+    """Z-scored brain-only data (DeepMedic's examples): the background is a negative constant per channel."""
+    subject = head.subject
+    brain = subject.brain_mask > 0
+    stack = np.stack([np.where(brain, subject.images[m], -1.7 - c) for c, m in enumerate(MODS)], axis=-1)
+    assert skullstrip.border_background(stack[..., 1]) == pytest.approx(-2.7)
+    assert dice(skullstrip.mask_from_brain_only(stack, MODS), brain) > 0.99
+
+
+def test_a_given_mask_is_the_brain_mask_exactly(tmp_path, head):
+    subject = head.subject
+    paths = [str(write_nifti(tmp_path / f"{m}.nii.gz", subject.images[m], subject.affine)) for m in MODS]
+    given = np.where(subject.brain_mask > 0, 0.98, 0.0)  # float64, about 1 inside, as DeepMedic's examples
+    given[0, 0, 0] = 0.98  # a stray voxel: kept, a given mask is not cleaned
+    write_nifti(tmp_path / "given.nii.gz", given, subject.affine)
+    settings = resolve_settings("d", "generic", MODS, {}, has_mask=True)["skull_strip"]
+    assert settings["method"] == "given"
+    skull_strip_subject("d", "s", paths, MODS, "t1", settings, 1, (None, None), str(tmp_path / "mask.nii.gz"),
+                        str(tmp_path / "rec.json"), given_mask_path=str(tmp_path / "given.nii.gz"))
+    mask = read_image(tmp_path / "mask.nii.gz", dtype=None)
+    np.testing.assert_array_equal(mask.data, given > 0.5)
+    np.testing.assert_allclose(mask.affine, subject.affine)
+    write_nifti(tmp_path / "other.nii.gz", given, np.diag([2.0, 2.0, 2.0, 1.0]))
+    with pytest.raises(PreprocessingError, match="other.nii.gz is not on the grid"):
+        skull_strip_subject("d", "s", paths, MODS, "t1", settings, 1, (None, None), str(tmp_path / "m2.nii.gz"),
+                            str(tmp_path / "r2.json"), given_mask_path=str(tmp_path / "other.nii.gz"))
+
+
 def test_hd_bet_missing_is_explained(monkeypatch, head):
     monkeypatch.setattr(skullstrip.shutil, "which", lambda name: None)
     with pytest.raises(skullstrip.SkullStripError, match="needs the hd-bet command"):
@@ -224,8 +252,10 @@ def test_hd_bet_missing_is_explained(monkeypatch, head):
     "images_of, message",
     [
         (lambda subject, m: np.zeros_like(subject.images[m]), "empty brain mask"),
-        # Brain-only method on a head with skull and scalp: the non-zero region is the whole head.
-        (lambda subject, m: subject.images[m], "outside the plausible range"),
+        # Brain-only method on a head with skull, scalp and noise: no constant background.
+        (lambda subject, m: subject.images[m], "has no constant background"),
+        # A constant background only at the border: the rest is far more than a brain.
+        (lambda subject, m: np.pad(subject.images[m][1:-1, 1:-1, 1:-1], 1), "outside the plausible range"),
     ],
 )
 def test_implausible_masks_fail_the_subject_without_output(tmp_path, head, images_of, message):
@@ -238,7 +268,7 @@ def test_implausible_masks_fail_the_subject_without_output(tmp_path, head, image
     text = str(err.value)
     assert "subject 'SynthTumor_002'" in text and "skull_strip" in text and message in text
     if message != "empty brain mask":
-        assert "Is the data really brain-only?" in text
+        assert "'mask:'" in text  # the fix for brain-only data that ships its masks
     assert not (tmp_path / "mask.nii.gz").exists() and not (tmp_path / "rec.json").exists()
 
 

@@ -22,10 +22,11 @@ pytestmark = pytest.mark.integration
 MANIFEST = "results/cohort/subjects.tsv"
 TEST_SUBJECT = "SynthTumor_002"
 # What one test subject's new or changed scans run: its own chain (preprocessing to overlays, for the
-# network and the network+CRF), then the tables that gather every subject. No training, no CRF tuning.
+# network and the network+CRF, each with and without post-processing), then the tables that gather every
+# subject. No training, no CRF tuning, no new choice of the post-processing.
 ONE_TEST_SUBJECT = {"skull_strip": 1, "bias_correct": 1, "resample_crop": 1, "normalise": 1, "preprocess_label": 1,
-                    "preprocessing_qc": 1, "infer": 1, "crf": 1, "export_results": 2, "overlay": 2,
-                    "evaluate": 2, "summarise_dataset": 1, "runtimes": 1, "all": 1}
+                    "preprocessing_qc": 1, "infer": 1, "crf": 1, "export_results": 2, "postprocess_segmentation": 2,
+                    "overlay": 4, "evaluate": 4, "summarise_dataset": 1, "runtimes": 1, "all": 1}
 
 
 @pytest.fixture
@@ -66,8 +67,10 @@ def test_a_new_training_subject_retrains_and_resegments(workdir):
     write_cohort_subject(workdir / "data", 4, "train")
     planned = planned_after_manifest(workdir, cohort_config())
     assert planned["sample_subject"] == 1 and planned["train_model"] == 2, planned
-    # The new model segments every test subject again, and the CRF is tuned for it again.
-    assert planned["infer"] == 3 and planned["tune_crf"] == 1 and planned["crf"] == 2, planned
+    # The new model segments every test and validation subject again; the CRF is tuned for it again and runs on
+    # them, and the post-processing is chosen again.
+    assert planned["infer"] == 3 and planned["tune_crf"] == 1 and planned["crf"] == 3, planned
+    assert planned["choose_postprocessing"] == 2 and planned["postprocess_segmentation"] == 4, planned
     assert planned["normalise"] == 1, planned  # only the new subject is preprocessed
 
 

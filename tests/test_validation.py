@@ -57,13 +57,13 @@ def test_shape_mismatch(tmp_path):
     make_subject(tmp_path, images={"t2": random_image(0, shape=(12, 10, 9))})
     problem = only_problem(build(tmp_path))
     assert problem.file.endswith("_t2.nii.gz")
-    assert "not on the grid of 'flair': shape (12, 10, 9) differs from (12, 10, 8)" in problem.problem
+    assert "not on the grid of 't1', the reference modality: shape (12, 10, 9) differs from (12, 10, 8)" in problem.problem
 
 
 def test_spacing_mismatch(tmp_path):
-    make_subject(tmp_path, affine={"t1": np.diag([1.0, 1.0, 2.0, 1.0])})
+    make_subject(tmp_path, affine={"flair": np.diag([1.0, 1.0, 2.0, 1.0])})
     problem = only_problem(build(tmp_path))
-    assert problem.file.endswith("_t1.nii.gz") and "voxel spacing" in problem.problem
+    assert problem.file.endswith("_flair.nii.gz") and "voxel spacing" in problem.problem
     assert "resample" in problem.hint
 
 
@@ -109,7 +109,7 @@ def test_skip_keeps_valid_subjects_and_lists_invalid_ones(tmp_path):
     write_manifest(tmp_path / "subjects.tsv", manifest)
     write_problems(tmp_path / "invalid.tsv", manifest.problems)
     (row,) = read_manifest(tmp_path / "subjects.tsv")
-    assert list(row) == ["subject", "split", *MODS, "label"] and row["t1ce"].endswith("_t1ce.nii.gz")
+    assert list(row) == ["subject", "split", *MODS, "label", "brain_mask"] and row["t1ce"].endswith("_t1ce.nii.gz")
     assert "BraTS2021_00001" in (tmp_path / "invalid.tsv").read_text()
 
 
@@ -166,3 +166,142 @@ def test_sorted_keys_keeps_the_order_of_label_classes():
     canonical = sorted_keys(config)
     assert list(canonical["datasets"]["mine"]["labels"]["classes"]) == ["normal", "lesion"]
     assert list(canonical["datasets"]["mine"]) == ["labels", "root"]
+
+
+def test_label_maps_stored_as_floats_are_accepted_when_integral(tmp_path):
+    make_subject(tmp_path, label=label_map().astype(np.float32))
+    assert build(tmp_path).problems == []
+
+
+def test_non_integral_label_values_are_named(tmp_path):
+    label = label_map().astype(np.float32)
+    label[5, 5, 5] = 0.5
+    label[6, 5, 5] = 1.25
+    make_subject(tmp_path, label=label)
+    problem = only_problem(build(tmp_path))
+    assert problem.file.endswith("_seg.nii.gz") and "non-integer values, e.g. [0.5, 1.25]" in problem.problem
+    assert "nearest neighbour" in problem.hint
+
+
+def test_modalities_on_other_grids_are_fine_with_coregistration_and_explained_without(tmp_path):
+    shifted = np.diag([1.0, 1.0, 1.0, 1.0])
+    shifted[:3, 3] = [2.0, 0, 0]
+    make_subject(tmp_path, images={"flair": random_image(0, shape=(14, 10, 8))}, affine={"flair": shifted})
+    problem = only_problem(build(tmp_path))
+    assert problem.file.endswith("_flair.nii.gz") and "the file itself is fine" in problem.problem
+    assert "coregister: {enabled: true}" in problem.hint
+    assert build(tmp_path, preprocessing={"coregister": {"enabled": True}}).problems == []
+
+
+# --- brain masks given with the data ('mask:') ------------------------------------------------------
+
+TINY_BRAIN_ML = {"skull_strip": {"brain_volume_ml": [0.1, 2.0]}}  # the tiny test images hold about 1 ml
+
+
+def mask_entry(root, **extra):
+    return {"mask": "{subject}/{subject}_brainmask.nii.gz", "preprocessing": TINY_BRAIN_ML, **extra}
+
+
+def write_mask(root, data, affine=None, subject=SUBJECT):
+    return write_image(root / subject / f"{subject}_brainmask.nii.gz", data, *(affine,) if affine is not None else ())
+
+
+def test_a_given_mask_is_used_and_listed_in_the_manifest(tmp_path):
+    make_subject(tmp_path)
+    write_mask(tmp_path, np.ones(SHAPE, dtype=np.float64))
+    config = validate_config({"datasets": {"d": brats_entry(tmp_path, **mask_entry(tmp_path))}})
+    dataset = dataset_from_config("d", config["datasets"]["d"])
+    assert dataset.preprocessing["skull_strip"]["method"] == "given"
+    manifest = build_manifest(dataset)
+    assert manifest.problems == []
+    write_manifest(tmp_path / "subjects.tsv", manifest)
+    (row,) = read_manifest(tmp_path / "subjects.tsv")
+    assert row["brain_mask"].endswith(f"{SUBJECT}/{SUBJECT}_brainmask.nii.gz")
+
+
+@pytest.mark.parametrize("mask, affine, message", [
+    (None, None, "brain mask not found"),
+    (np.ones((12, 10, 9)), None, "brain mask not on the grid of 't1'"),
+    (np.full(SHAPE, 0.4), None, "brain mask is empty (no voxel > 0.5"),
+    (np.ones(SHAPE), np.diag([2.0, 2.0, 2.0, 1.0]), "brain mask not on the grid"),
+])
+def test_bad_given_masks_are_explained(tmp_path, mask, affine, message):
+    make_subject(tmp_path)
+    if mask is not None:
+        write_mask(tmp_path, mask, affine)
+    problem = only_problem(build(tmp_path, **mask_entry(tmp_path)))
+    assert problem.file.endswith("_brainmask.nii.gz") and message in problem.problem, problem
+
+
+def test_a_given_mask_of_implausible_volume_is_explained(tmp_path):
+    make_subject(tmp_path)
+    write_mask(tmp_path, np.ones(SHAPE))
+    problem = only_problem(build(tmp_path, mask="{subject}/{subject}_brainmask.nii.gz"))
+    assert "brain mask of 1 ml, outside the plausible range 600-2500 ml" in problem.problem
+    assert "brain_volume_ml" in problem.hint
+
+
+def test_a_given_mask_is_ignored_when_another_skull_strip_method_is_chosen(tmp_path):
+    make_subject(tmp_path)  # no mask file at all
+    entry = mask_entry(tmp_path, preprocessing={"skull_strip": {"method": "robex"}})
+    assert build(tmp_path, **entry).problems == []
+
+
+def test_method_given_without_masks_and_masks_for_the_synthetic_cohort_are_config_errors(tmp_path):
+    from lesionseg.config import ConfigError
+
+    config = validate_config({"datasets": {"d": brats_entry(tmp_path,
+                                                            preprocessing={"skull_strip": {"method": "given"}})}})
+    with pytest.raises(ConfigError, match="method 'given' needs the dataset's brain masks: add 'mask:'"):
+        dataset_from_config("d", config["datasets"]["d"])
+    config = validate_config({"datasets": {"s": {"format": "synthetic", "synthetic": {}, "mask": "{subject}.nii"}}})
+    with pytest.raises(ConfigError, match="'mask:' does not apply"):
+        dataset_from_config("s", config["datasets"]["s"])
+
+
+# --- generic layouts: one template per modality, free placeholders -----------------------------------
+
+def test_generic_templates_per_modality_with_a_split_folder(tmp_path):
+    """DeepMedic's example layout: {train,validation,test}/<case>/<Modality>_subtrMeanDivStd.nii.gz."""
+    for folder, case in [("train", "pat5"), ("test", "pat1")]:
+        write_image(tmp_path / folder / case / "Flair_z.nii.gz", random_image(1))
+        write_image(tmp_path / folder / case / "T1c_z.nii.gz", random_image(2))
+        write_image(tmp_path / folder / case / "labels.nii.gz", label_map((0, 1)).astype(np.float32))
+        write_image(tmp_path / folder / case / "brainmask.nii.gz", np.ones(SHAPE))
+    entry = {"format": "generic", "root": str(tmp_path),
+             "images": {"t1c": "{split}/{subject}/T1c_z.nii.gz", "flair": "{split}/{subject}/Flair_z.nii.gz"},
+             "label": "{split}/{subject}/labels.nii.gz", "mask": "{split}/{subject}/brainmask.nii.gz",
+             "preprocessing": TINY_BRAIN_ML}
+    config = sorted_keys(validate_config({"datasets": {"d": entry}}))
+    dataset = dataset_from_config("d", config["datasets"]["d"])
+    assert dataset.modalities == ("t1c", "flair")  # the templates' order is the channel order, even sorted
+    manifest = build_manifest(dataset)
+    assert manifest.problems == [] and [s.subject for s in manifest.subjects] == ["pat1", "pat5"]
+    pat5 = manifest.subjects[1]
+    assert pat5.images["flair"] == tmp_path / "train/pat5/Flair_z.nii.gz"
+    assert pat5.label == tmp_path / "train/pat5/labels.nii.gz" and pat5.mask == tmp_path / "train/pat5/brainmask.nii.gz"
+
+
+def test_generic_templates_that_cannot_be_filled_are_config_errors(tmp_path):
+    from lesionseg.config import ConfigError
+
+    entry = {"format": "generic", "root": str(tmp_path), "images": "{subject}/{modality}.nii.gz",
+             "modalities": ["t1"], "label": "{site}/{subject}/seg.nii.gz"}
+    config = validate_config({"datasets": {"d": entry}})
+    with pytest.raises(ConfigError, match=r"uses \['site'\], which the first modality's template"):
+        dataset_from_config("d", config["datasets"]["d"])
+    entry = {"format": "generic", "root": str(tmp_path), "images": "{subject}/{modality}.nii.gz"}
+    with pytest.raises(ConfigError, match="'modalities:' is missing"):
+        dataset_from_config("d", validate_config({"datasets": {"d": entry}})["datasets"]["d"])
+
+
+def test_a_subject_found_in_two_folders_is_an_error(tmp_path):
+    from lesionseg.config import ConfigError
+
+    for folder in ("train", "test"):
+        write_image(tmp_path / folder / "pat1" / "t1.nii.gz", random_image(1))
+    entry = {"format": "generic", "root": str(tmp_path), "images": "{split}/{subject}/{modality}.nii.gz",
+             "modalities": ["t1"]}
+    dataset = dataset_from_config("d", validate_config({"datasets": {"d": entry}})["datasets"]["d"])
+    with pytest.raises(ConfigError, match=r"subject names found twice .*\['pat1'\]"):
+        dataset.discover()

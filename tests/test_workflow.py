@@ -157,8 +157,9 @@ def test_preprocessing_and_training_end_to_end_with_incremental_reruns(tmp_path)
     # Changing the normalisation re-runs normalisation (and what shows it) only.
     changed = PREPROCESSING_CONFIG.replace("percentile-zscore", "zscore")
     planned = jobs_planned(run(tmp_path, changed, "--dry-run"))
-    downstream = {"infer": 4, "ensemble": 2, "tune_crf": 3, "crf": 3, "export_results": 6, "evaluate": 6,
-                  "overlay": 6, "summarise_dataset": 1, "runtimes": 1}
+    downstream = {"infer": 4, "ensemble": 2, "tune_crf": 3, "crf": 6, "export_results": 6,
+                  "choose_postprocessing": 6, "postprocess_segmentation": 6, "evaluate": 12, "overlay": 12,
+                  "summarise_dataset": 1, "summarise_postprocessing": 1, "runtimes": 1}
     assert planned == {"normalise": 3, "preprocessing_qc": 3, "train_model": 3, **downstream, "all": 1}, planned
     # Changing which modalities N4 corrects re-runs from N4 on, not skull-stripping.
     changed = PREPROCESSING_CONFIG.replace("modalities: [t1, t1ce]", "modalities: all")
@@ -176,8 +177,9 @@ def test_preprocessing_and_training_end_to_end_with_incremental_reruns(tmp_path)
     # A training setting re-runs that model's training only, not preprocessing or sampling.
     changed = PREPROCESSING_CONFIG.replace("epochs: 2, batches_per_epoch: 2", "epochs: 2, batches_per_epoch: 3")
     planned = jobs_planned(run(tmp_path, changed, "--dry-run"))
-    assert planned == {"train_model": 2, "infer": 2, "ensemble": 2, "tune_crf": 2, "crf": 2, "export_results": 4,
-                       "evaluate": 4, "overlay": 4, "summarise_dataset": 1, "runtimes": 1, "all": 1}, planned
+    assert planned == {"train_model": 2, "infer": 2, "ensemble": 2, "tune_crf": 2, "crf": 4, "export_results": 4,
+                       "choose_postprocessing": 4, "postprocess_segmentation": 4, "evaluate": 8, "overlay": 8,
+                       "summarise_dataset": 1, "summarise_postprocessing": 1, "runtimes": 1, "all": 1}, planned
 
     # Every method's results for the test subject, on its original grid, in raw label values.
     methods = ["tiny", "flat", "both", "tiny+crf", "flat+crf", "both+crf"]
@@ -188,6 +190,16 @@ def test_preprocessing_and_training_end_to_end_with_incremental_reruns(tmp_path)
         probabilities = read_image(tmp_path / f"results/demo/probabilities/{method}/{subject}.nii.gz")
         assert probabilities.data.shape == (*raw.data.shape, 5)
         assert np.allclose(probabilities.data.sum(axis=-1), 1, atol=1e-3)
+        # Its post-processed twin: the same segmentation, some components set to background.
+        postprocessed = read_image(tmp_path / f"results/demo/segmentations/{method}+pp/{subject}.nii.gz", dtype=None)
+        assert np.allclose(postprocessed.affine, raw.affine), method
+        assert ((postprocessed.data == segmentation.data) | (postprocessed.data == 0)).all(), method
+        assert not (tmp_path / f"results/demo/probabilities/{method}+pp").exists()
+        choice = yaml.safe_load((tmp_path / f"results/demo/postprocessing/{method}.yaml").read_text())
+        assert list(choice["choice"]) == ["WT", "TC", "ET"] and choice["validation_subjects"] == ["SynthTumor_002"]
+        assert len(choice["candidates"]) == 3 * (1 + 7 + 1)  # per region: none, 7 sizes, the largest component
+    choices = pd.read_csv(tmp_path / "results/demo/postprocessing/summary.csv")
+    assert list(choices["method"]) == [m for m in methods for _ in range(3)]
     inference = tmp_path / "results/demo/inference"
     members = [read_image(inference / f"{m}/{subject}.nii.gz").data for m in ("tiny", "flat")]
     assert np.allclose(read_image(inference / f"both/{subject}.nii.gz").data, (members[0] + members[1]) / 2,
@@ -199,12 +211,19 @@ def test_preprocessing_and_training_end_to_end_with_incremental_reruns(tmp_path)
     # A CRF parameter re-runs the CRF and what follows it, nothing upstream.
     planned = jobs_planned(run(tmp_path, PREPROCESSING_CONFIG.replace("iterations: 2}", "iterations: 3}"),
                                "--dry-run"))
-    assert planned == {"tune_crf": 3, "crf": 3, "export_results": 3, "evaluate": 3, "overlay": 3,
-                       "summarise_dataset": 1, "runtimes": 1, "all": 1}, planned
-    # Post-processing re-runs the export only.
+    assert planned == {"tune_crf": 3, "crf": 6, "export_results": 3, "choose_postprocessing": 3,
+                       "postprocess_segmentation": 3, "evaluate": 6, "overlay": 6, "summarise_dataset": 1,
+                       "summarise_postprocessing": 1, "runtimes": 1, "all": 1}, planned
+    # Removing small components re-runs the export and what starts from it.
     planned = jobs_planned(run(tmp_path, PREPROCESSING_CONFIG.replace("min_component_mm3: 200",
                                                                       "min_component_mm3: 0"), "--dry-run"))
-    assert planned == {"export_results": 6, "evaluate": 6, "overlay": 6, "summarise_dataset": 1, "all": 1}, planned
+    assert planned == {"export_results": 6, "choose_postprocessing": 6, "postprocess_segmentation": 6, "evaluate": 12,
+                       "overlay": 12, "summarise_dataset": 1, "summarise_postprocessing": 1, "all": 1}, planned
+    # The sizes the post-processing tries re-run its choice and the post-processed methods only.
+    planned = jobs_planned(run(tmp_path, PREPROCESSING_CONFIG + "postprocessing: {min_component_mm3: [20]}\n",
+                               "--dry-run"))
+    assert planned == {"choose_postprocessing": 6, "postprocess_segmentation": 6, "evaluate": 6, "overlay": 6,
+                       "summarise_dataset": 1, "summarise_postprocessing": 1, "all": 1}, planned
 
     # Scores per method, the dataset's summaries and an overlay per method and test subject.
     evaluation = tmp_path / "results/demo/evaluation"
@@ -212,11 +231,13 @@ def test_preprocessing_and_training_end_to_end_with_incremental_reruns(tmp_path)
     assert list(rows["region"]) == ["WT", "TC", "ET"] and (rows["subject"] == subject).all()
     assert rows["dice"].between(0, 1).all() and (rows["hd95"] >= 0).all()
     summary = pd.read_csv(evaluation / "summary.csv")
+    methods += [f"{m}+pp" for m in methods]
     assert list(summary["method"]) == methods
     assert "Effect of the CRF" in (evaluation / "summary.md").read_text()
     assert all((tmp_path / f"results/demo/figures/overlays/{m}/{subject}.png").is_file() for m in methods)
     runtimes = pd.read_csv(tmp_path / "results/demo/runtimes.csv").set_index("rule")
-    assert runtimes.loc["train_model", "jobs"] == 3 and runtimes.loc["crf", "jobs"] == 3, runtimes
+    # The CRF ran on the test and the validation subject (the post-processing is chosen on the latter).
+    assert runtimes.loc["train_model", "jobs"] == 3 and runtimes.loc["crf", "jobs"] == 6, runtimes
     report = tmp_path / "report.html"
     result = run(tmp_path, PREPROCESSING_CONFIG, "--report", str(report))
     assert result.returncode == 0 and report.stat().st_size > 100_000, result.stderr[-2000:]

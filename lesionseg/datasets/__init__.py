@@ -8,12 +8,23 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from lesionseg.config import ConfigError
-from lesionseg.datasets.formats import FORMATS, ISLES2015_TAGS, SubjectFiles, discover_generic, prefixed_path, vsd_path
+from lesionseg.datasets.formats import (
+    FORMATS,
+    ISLES2015_TAGS,
+    DiscoveryError,
+    SubjectFiles,
+    check_templates,
+    discover_generic,
+    image_templates,
+    prefixed_path,
+    template_placeholders,
+    vsd_path,
+)
 from lesionseg.labels import LabelScheme, scheme_from_config
 from lesionseg.preprocessing.settings import PreprocessingConfigError, resolve_settings
 
@@ -110,9 +121,12 @@ class Dataset:
                 f"dataset {self.name!r}: root folder {self.root} not found; set 'root:' to the folder holding the data"
             )
         if self.format == "generic":
-            found = discover_generic(self.root, self.modalities, self.entry["images"], self.entry.get("label"))
+            found = discover_generic(self.root, self.modalities, self.entry["images"], self.entry.get("label"),
+                                     self.entry.get("mask"))
         else:
             found = FORMATS[self.format].discover(self.root, self.modalities)
+            if mask := self.entry.get("mask"):
+                found = [replace(s, mask=self.root / mask.format(subject=s.subject)) for s in found]
         names = [s.subject for s in found]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
@@ -134,7 +148,7 @@ def dataset_from_config(name: str, entry: Mapping[str, Any], results_dir: Path =
         return ConfigError(f"dataset {name!r} (format {fmt}): {message}")
 
     if fmt == "synthetic":
-        for key in ("root", "images", "label", "modalities"):
+        for key in ("root", "images", "label", "mask", "modalities"):
             if key in entry:
                 raise fail(f"'{key}:' does not apply to the built-in synthetic cohort; remove it")
         kind = SYNTHETIC_KINDS[entry["synthetic"]["kind"]]
@@ -146,7 +160,19 @@ def dataset_from_config(name: str, entry: Mapping[str, Any], results_dir: Path =
             raise fail("'synthetic:' applies only to format: synthetic; remove it")
         root = Path(entry["root"]).expanduser()
         if fmt == "generic":
-            modalities = tuple(entry["modalities"])
+            images = entry["images"]
+            if "modalities" in entry:
+                modalities = tuple(entry["modalities"])
+            elif isinstance(images, Mapping):
+                modalities = tuple(images)
+            else:
+                raise fail("'modalities:' is missing: list the modalities in channel order (or give 'images:' as "
+                           "one template per modality)")
+            try:
+                check_templates(image_templates(images, modalities),
+                                {"label": entry.get("label"), "mask": entry.get("mask")})
+            except DiscoveryError as err:
+                raise fail(str(err)) from None
         else:
             if "images" in entry or "label" in entry:
                 raise fail("'images:'/'label:' templates apply only to format: generic; remove them")
@@ -155,6 +181,9 @@ def dataset_from_config(name: str, entry: Mapping[str, Any], results_dir: Path =
             unknown = [m for m in modalities if m not in preset]
             if unknown:
                 raise fail(f"modalities {unknown} are not in this format (it has {list(preset)})")
+            if "mask" in entry and template_placeholders(entry["mask"]) != ["subject"]:
+                raise fail(f"mask template {entry['mask']!r}: for a preset, give a path below root with "
+                           "{subject} as its only placeholder")
         default_labels = FORMATS[fmt].labels
     try:
         scheme = scheme_from_config(entry.get("labels", default_labels), name=f"{name}-labels")
@@ -166,7 +195,7 @@ def dataset_from_config(name: str, entry: Mapping[str, Any], results_dir: Path =
     try:
         preprocessing = resolve_settings(
             name, fmt, modalities, entry.get("preprocessing", {}),
-            entry["synthetic"]["spacing_mm"] if fmt == "synthetic" else None,
+            entry["synthetic"]["spacing_mm"] if fmt == "synthetic" else None, has_mask="mask" in entry,
         )
     except PreprocessingConfigError as err:
         raise ConfigError(str(err)) from None

@@ -14,7 +14,7 @@ import logging
 import os
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from tqdm import tqdm
@@ -28,6 +28,7 @@ from lesionseg.io import atomic_path
 log = logging.getLogger(__name__)
 
 LABEL_COLUMN = "label"
+MASK_COLUMN = "brain_mask"
 
 
 @dataclass
@@ -51,7 +52,7 @@ class Manifest:
 
 
 def _file_signature(files: SubjectFiles) -> list:
-    paths = [*files.images.values(), files.label]
+    paths = [*files.images.values(), files.label, files.mask]
     signature = []
     for path in paths:
         if path is None:
@@ -79,6 +80,13 @@ def _naming_problems(dataset: Dataset, files: SubjectFiles) -> list[Problem]:
     ]
 
 
+def used_files(dataset: Dataset, files: SubjectFiles) -> SubjectFiles:
+    """``files`` without the brain mask when the dataset's skull-strip method does not use it."""
+    if dataset.preprocessing["skull_strip"]["method"] == "given":
+        return files
+    return replace(files, mask=None)
+
+
 def validate_subjects(
     dataset: Dataset,
     subjects: Sequence[SubjectFiles],
@@ -93,14 +101,19 @@ def validate_subjects(
             cache = json.loads(cache_path.read_text())
         except ValueError:
             cache = {}
-    scheme_key = json.dumps(dataset.scheme.describe(), sort_keys=True)
+    settings = dataset.preprocessing
+    checks = {"reference": settings["reference"], "coregistered": settings["coregister"]["enabled"],
+              "brain_volume_ml": tuple(settings["skull_strip"]["brain_volume_ml"])}
+    settings_key = json.dumps([dataset.scheme.describe(), checks], sort_keys=True)
 
     def check(files: SubjectFiles) -> list[Problem]:
-        key = json.dumps([scheme_key, _file_signature(files)])
+        files = used_files(dataset, files)
+        key = json.dumps([settings_key, _file_signature(files)])
         cached = cache.get(files.subject)
         if cached and cached["key"] == key:
             return [Problem(**p) for p in cached["problems"]]
-        problems = _naming_problems(dataset, files) + validate_subject(dataset.name, files, dataset.scheme)
+        problems = _naming_problems(dataset, files) + validate_subject(dataset.name, files, dataset.scheme,
+                                                                       **checks)
         cache[files.subject] = {"key": key, "problems": [p.as_row() for p in problems]}
         return problems
 
@@ -145,14 +158,18 @@ def build_manifest(
 
 
 def write_manifest(path: str | Path, manifest: Manifest) -> None:
-    """``subjects.tsv``: subject, split, one column per modality (in channel order), label."""
-    columns = ["subject", "split", *manifest.dataset.modalities, LABEL_COLUMN]
+    """``subjects.tsv``: subject, split, one column per modality (in channel order), label, brain mask.
+
+    Empty label: no truth; empty brain mask: the skull-strip step makes one.
+    """
+    columns = ["subject", "split", *manifest.dataset.modalities, LABEL_COLUMN, MASK_COLUMN]
     with atomic_path(path) as tmp, tmp.open("w", newline="") as handle:
         writer = csv.writer(handle, delimiter="\t", lineterminator="\n")
         writer.writerow(columns)
         for s in manifest.subjects:
+            mask = used_files(manifest.dataset, s).mask
             writer.writerow([s.subject, manifest.splits[s.subject], *(str(s.images[m]) for m in
-                            manifest.dataset.modalities), str(s.label) if s.label else ""])
+                            manifest.dataset.modalities), str(s.label) if s.label else "", str(mask) if mask else ""])
 
 
 def read_manifest(path: str | Path) -> list[dict[str, str]]:

@@ -62,21 +62,27 @@ def _spatial_dims_problem(header: Header) -> str | None:
 
 
 def validate_subject(
-    dataset: str, files: SubjectFiles, scheme: LabelScheme | None
+    dataset: str, files: SubjectFiles, scheme: LabelScheme | None, reference: str | None = None,
+    coregistered: bool = False, brain_volume_ml: tuple[float, float] | None = None,
 ) -> list[Problem]:
     """All problems of one subject (an empty list when it is usable).
 
-    Checks: every modality present and readable, 3D, on one grid (shape, spacing,
-    affine within tolerance), finite and not constant; the label (when present)
-    on the same grid, integer-valued, with values allowed by ``scheme``.
+    Checks: every modality present and readable, 3D, finite and not constant;
+    all on the grid of the ``reference`` modality (default: the first), unless
+    the dataset co-registers them (``coregistered``), since then each is
+    resampled onto the reference's grid; the label map (when present) on that
+    grid, integer-valued (floats holding integers are fine), with values
+    allowed by ``scheme``; the brain mask (when the dataset ships one) on that
+    grid, not empty, of a volume within ``brain_volume_ml``.
     """
     problems: list[Problem] = []
 
     def report(path: Path | str, problem: str, hint: str) -> None:
         problems.append(Problem(dataset, files.subject, str(path), problem, hint))
 
-    reference: tuple[str, Header] | None = None
-    for modality, path in files.images.items():
+    grid: tuple[str, Header] | None = None
+    ordered = sorted(files.images.items(), key=lambda item: item[0] != reference)  # the reference first
+    for modality, path in ordered:
         if path is None:
             report(
                 files.expected.get(modality, f"<{modality}>"),
@@ -93,14 +99,16 @@ def validate_subject(
         if problem := _spatial_dims_problem(header):
             report(path, problem, "Give one 3D volume per modality.")
             continue
-        if reference is None:
-            reference = (modality, header)
-        elif difference := _grid_difference(reference[1], header):
+        if grid is None:
+            grid = (modality, header)
+        elif not coregistered and (difference := _grid_difference(grid[1], header)):
             report(
                 path,
-                f"not on the grid of {reference[0]!r}: {difference}",
-                "Co-register and resample all modalities of a subject to one grid "
-                "(or enable co-registration in 'preprocessing').",
+                f"not on the grid of {grid[0]!r}, the reference modality: {difference} (the modalities are on "
+                "different grids; the file itself is fine)",
+                "Turn on co-registration (preprocessing: {coregister: {enabled: true}}), which registers every "
+                f"modality to the reference ({grid[0]!r}) and resamples it onto its grid; or resample the files "
+                "onto one grid yourself.",
             )
         data = volume.data
         finite = np.isfinite(data)
@@ -116,11 +124,20 @@ def validate_subject(
             report(path, f"image is constant ({constant:g} everywhere)", "The file holds no image; re-export it.")
 
     if files.label is not None:
-        _validate_label(files.label, reference, scheme, report)
+        _validate_label(files.label, grid, scheme, report)
+    if files.mask is not None:
+        _validate_mask(files.mask, grid, brain_volume_ml, report)
     return problems
 
 
-def _validate_label(path: Path, reference: tuple[str, Header] | None, scheme: LabelScheme | None, report) -> None:
+def _non_integral_values(values: np.ndarray, limit: int = 5) -> list[float] | None:
+    """Up to ``limit`` values of a float array that are not integers (None when all are)."""
+    finite = np.isfinite(values)
+    bad = np.unique(values[~finite | (values != np.round(np.where(finite, values, 0)))])
+    return [float(v) for v in bad[:limit]] if bad.size else None
+
+
+def _validate_label(path: Path, grid: tuple[str, Header] | None, scheme: LabelScheme | None, report) -> None:
     try:
         volume = read_image(path, dtype=None)
     except ImageReadError as err:
@@ -130,13 +147,14 @@ def _validate_label(path: Path, reference: tuple[str, Header] | None, scheme: La
     if problem := _spatial_dims_problem(header):
         report(path, problem, "Give the truth as one 3D label map.")
         return
-    if reference is not None and (difference := _grid_difference(reference[1], header)):
-        report(path, f"label map not on the grid of {reference[0]!r}: {difference}", "Resample the label map "
-               "to the images' grid with nearest-neighbour interpolation.")
-    if not np.issubdtype(labels.dtype, np.integer):
-        if not np.isfinite(labels).all() or not np.array_equal(labels, np.round(labels)):
-            report(path, "label map holds non-integer values", "Store the truth as integer labels.")
-            return
+    if grid is not None and (difference := _grid_difference(grid[1], header)):
+        report(path, f"label map not on the grid of {grid[0]!r}: {difference}", "Resample the label map "
+               f"to the grid of {grid[0]!r} with nearest-neighbour interpolation.")
+    if not np.issubdtype(labels.dtype, np.integer) and (bad := _non_integral_values(labels)) is not None:
+        report(path, f"label map ({labels.dtype}) holds non-integer values, e.g. {bad}",
+               "Store the truth as integer labels (a label map resampled with linear interpolation has "
+               "fractions: resample the original with nearest neighbour).")
+        return
     if scheme is None:
         return
     present = set(np.unique(labels).astype(np.int64).tolist())
@@ -147,3 +165,39 @@ def _validate_label(path: Path, reference: tuple[str, Header] | None, scheme: La
             f"label values {unknown} are not in label scheme {scheme.name!r} (allowed {sorted(scheme.allowed_values)})",
             "Set 'labels:' of the dataset to the right scheme or to an explicit mapping of these values.",
         )
+
+
+def _validate_mask(path: Path, grid: tuple[str, Header] | None, volume_range_ml: tuple[float, float] | None,
+                   report) -> None:
+    """The dataset's own brain mask: readable, 3D, on the reference grid, finite, not empty, plausible."""
+    if not path.is_file():
+        report(path, "brain mask not found", "Check the dataset's 'mask:' template, or leave the subject out "
+               "with 'exclude:'.")
+        return
+    try:
+        volume = read_image(path, dtype=np.float32)
+    except ImageReadError as err:
+        report(path, f"unreadable brain mask ({err})", "Check that the mask file is complete (re-copy it).")
+        return
+    if problem := _spatial_dims_problem(volume.header):
+        report(path, problem, "Give the brain mask as one 3D image.")
+        return
+    if grid is not None and (difference := _grid_difference(grid[1], volume.header)):
+        report(path, f"brain mask not on the grid of {grid[0]!r}: {difference}",
+               f"Give the mask on the grid of {grid[0]!r} (the reference modality).")
+        return
+    if not np.isfinite(volume.data).all():
+        report(path, "brain mask has NaN or infinite voxels", "Fix or replace the mask file.")
+        return
+    brain = volume.data > 0.5
+    if not brain.any():
+        report(path, f"brain mask is empty (no voxel > 0.5; maximum {float(volume.data.max()):g})",
+               "The brain is where the mask is > 0.5: give a mask with 1 (or 255) inside the brain.")
+        return
+    if volume_range_ml is not None:
+        volume_ml = float(brain.sum() * abs(np.linalg.det(volume.affine[:3, :3])) / 1000.0)
+        low, high = volume_range_ml
+        if not low <= volume_ml <= high:
+            report(path, f"brain mask of {volume_ml:.0f} ml, outside the plausible range {low:g}-{high:g} ml",
+                   "Check that this is the subject's brain mask; if the volume is right for your data, adjust "
+                   "preprocessing: skull_strip: brain_volume_ml.")

@@ -67,9 +67,15 @@ def remove_small_components(classes: np.ndarray, spacing: tuple[float, ...] | np
     return cleaned, len(small)
 
 
+def classes_from_probabilities(probabilities: np.ndarray, spacing: tuple[float, ...],
+                               min_component_mm3: float = 0.0) -> tuple[np.ndarray, int]:
+    """Class map ``(x, y, z)`` of the most probable classes of ``(class, x, y, z)`` probabilities, small components
+    removed, and how many were."""
+    return remove_small_components(probabilities.argmax(axis=0).astype(np.uint8), spacing, min_component_mm3)
+
+
 def segmentation_from_probabilities(probabilities: np.ndarray, scheme: LabelScheme, spacing: tuple[float, ...],
                                     min_component_mm3: float = 0.0) -> tuple[np.ndarray, int]:
     """Raw label map (the dataset's values) of the most probable classes, small components removed."""
-    classes, removed = remove_small_components(probabilities.argmax(axis=0).astype(np.uint8), spacing,
-                                               min_component_mm3)
+    classes, removed = classes_from_probabilities(probabilities, spacing, min_component_mm3)
     return scheme.to_raw(classes), removed

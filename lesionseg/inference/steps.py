@@ -22,10 +22,17 @@ from lesionseg.crf import CRFParameters, dense_crf
 from lesionseg.crf.tuning import ValidationCase, tune_crf
 from lesionseg.inference.dense import default_device, predict_volume
 from lesionseg.inference.outputs import (
+    classes_from_probabilities,
     probabilities_on_original_grid,
     read_probabilities,
     segmentation_from_probabilities,
     write_probabilities,
+)
+from lesionseg.inference.postprocessing import (
+    PostprocessingChoice,
+    ValidationSegmentation,
+    apply_choice,
+    choose_postprocessing,
 )
 from lesionseg.io import Volume, atomic_path, read_image, write_nifti
 from lesionseg.labels import LabelScheme
@@ -152,3 +159,55 @@ def read_crf_parameters(path: PathLike) -> CRFParameters:
     """The parameters chosen by :func:`tune_crf_parameters`."""
     with open(path) as stream:
         return CRFParameters.from_mapping(yaml.safe_load(stream)["parameters"])
+
+
+def _with_mean(dice: Mapping[str, float]) -> dict[str, float]:
+    """Dice per region and their mean, rounded for YAML."""
+    rounded = {region: round(d, 6) for region, d in dice.items()}
+    return {**rounded, "mean": round(float(np.mean(list(dice.values()))), 6)}
+
+
+def choose_postprocessing_on_validation(names: Sequence[str], probability_paths: Sequence[PathLike],
+                                        label_paths: Sequence[PathLike], scheme: LabelScheme,
+                                        min_component_mm3: float, candidates_mm3: Sequence[float],
+                                        output: PathLike) -> None:
+    """A method's post-processing chosen on validation subjects (preprocessing grid), written as YAML: the
+    choice per region, the mean validation Dice per region without and with it, and every candidate's mean Dice.
+
+    ``min_component_mm3`` is the export's removal of small lesion components, so the choice starts from the
+    segmentation the method exports.
+    """
+    cases = []
+    for name, probabilities_path, label_path in zip(names, probability_paths, label_paths, strict=True):
+        probabilities = read_probabilities(probabilities_path)
+        classes, _ = classes_from_probabilities(probabilities.data, probabilities.spacing, min_component_mm3)
+        truth = read_image(label_path, dtype=None).data
+        cases.append(ValidationSegmentation.cropped(name, classes, truth, probabilities.spacing))
+    search = choose_postprocessing(cases, scheme, candidates_mm3)
+    for region, operation in search.choice.operations.items():
+        log.info("%s: %s (mean validation Dice %.4f -> %.4f)", region, operation.describe(),
+                 search.dice_before[region], search.dice_after[region])
+    with atomic_path(output) as tmp:
+        tmp.write_text(yaml.safe_dump({
+            "choice": search.choice.to_mapping(),
+            "validation_subjects": list(names),
+            "validation_dice": {"before": _with_mean(search.dice_before), "after": _with_mean(search.dice_after)},
+            "candidates_mm3": [float(v) for v in candidates_mm3],
+            "candidates": [{**row, "mean_dice": round(row["mean_dice"], 6)} for row in search.candidates],
+        }, sort_keys=False))
+
+
+def read_postprocessing_choice(path: PathLike) -> PostprocessingChoice:
+    """The choice written by :func:`choose_postprocessing_on_validation`."""
+    with open(path) as stream:
+        return PostprocessingChoice.from_mapping(yaml.safe_load(stream)["choice"])
+
+
+def postprocess_subject(segmentation_path: PathLike, choice_path: PathLike, scheme: LabelScheme,
+                        output: PathLike) -> None:
+    """A method's segmentation (raw label values, original grid) with the post-processing chosen for it."""
+    segmentation = read_image(segmentation_path, dtype=None)
+    classes = scheme.to_classes(segmentation.data)
+    processed = apply_choice(classes, scheme, read_postprocessing_choice(choice_path), segmentation.spacing)
+    log.info("post-processing set %d voxels to background", int(np.count_nonzero(processed != classes)))
+    write_nifti(output, scheme.to_raw(processed), segmentation.affine)

@@ -1,20 +1,26 @@
-"""The preprocessing grid: isotropic, cropped to the brain, and the way back.
+"""The preprocessing grid: canonical (RAS+), isotropic, cropped to the brain, and the way back.
 
-The preprocessing grid keeps the original voxel axes (same direction cosines),
-with an isotropic spacing, over the brain's bounding box plus a margin. Along
-each axis a preprocessing voxel ``i`` sits at original voxel coordinate
-``start + i * step`` (``step`` = new spacing / original spacing). When the spacing
-does not change (BraTS at 1 mm), ``step`` is 1 and ``start`` an integer, so going
-there and back is an exact crop and un-crop: no value is interpolated.
+Whatever the file's storage order (LPS ``.mha``, a sagittally stored 3D FLAIR),
+the preprocessing grid's voxel axes are the original axes closest to R, A and S
+(nibabel's ``io_orientation``), so that axis 0 runs left to right and axis 2
+is axial for every subject: Havaei's slices are axial and DeepMedic's x-flip
+flips left and right. Along each preprocessing axis ``k`` a voxel ``i`` sits at
+original voxel coordinate ``start + orientation @ (step * i)``, where
+``orientation`` is a signed permutation (which original axis, which direction)
+and ``step`` the new spacing over the original one. When the spacing does not
+change (BraTS at 1 mm), ``step`` is 1 and ``start`` an integer, so going there
+and back is an exact transpose, flip and crop: no value is interpolated, and
+results land exactly on the original grid and affine.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from nibabel.orientations import io_orientation
 from scipy import ndimage as ndi
 
 from lesionseg.io import atomic_path
@@ -23,22 +29,51 @@ from lesionseg.io import atomic_path
 SAME_SPACING_RTOL = 1e-4
 
 
+def canonical_orientation(affine: np.ndarray) -> np.ndarray:
+    """The signed permutation (3x3, integer) from RAS+ voxel axes to the nearest original voxel axes.
+
+    Column ``k`` has one non-zero entry: +1 or -1 in the row of the original
+    axis that runs closest to world axis ``k`` (R, A, S), with its sign.
+    """
+    orientation = np.zeros((3, 3), dtype=int)
+    for original_axis, (world_axis, sign) in enumerate(io_orientation(affine)):
+        orientation[original_axis, int(world_axis)] = int(sign)
+    return orientation
+
+
 @dataclass(frozen=True)
 class GridGeometry:
     """How the preprocessing grid sits in the subject's original grid."""
 
     original_shape: tuple[int, int, int]
     original_affine: np.ndarray
-    start: np.ndarray  # original voxel coordinate of preprocessing voxel 0, per axis
-    step: np.ndarray  # original voxels per preprocessing voxel, per axis
+    start: np.ndarray  # original voxel coordinate of preprocessing voxel 0, per original axis
+    step: np.ndarray  # original voxels per preprocessing voxel, per preprocessing axis
     shape: tuple[int, int, int]
+    # Signed permutation from preprocessing axes to original axes (identity: same storage order).
+    orientation: np.ndarray = field(default_factory=lambda: np.eye(3, dtype=int))
+
+    @property
+    def to_original(self) -> np.ndarray:
+        """3x3 matrix taking preprocessing voxel offsets to original voxel offsets."""
+        return np.asarray(self.orientation, dtype=float) @ np.diag(self.step)
 
     @property
     def affine(self) -> np.ndarray:
         """Voxel -> world affine of the preprocessing grid."""
-        to_original = np.diag([*self.step, 1.0])
+        to_original = np.eye(4)
+        to_original[:3, :3] = self.to_original
         to_original[:3, 3] = self.start
         return self.original_affine @ to_original
+
+    @property
+    def is_exact(self) -> bool:
+        """Whether going to the preprocessing grid and back moves whole voxels only (no interpolation)."""
+        return bool(np.all(self.step == 1.0) and np.all(self.start == np.round(self.start)))
+
+    def original_to_preprocessing(self, original_voxel: np.ndarray) -> np.ndarray:
+        """Preprocessing voxel coordinates of original voxel coordinates ``(..., 3)``."""
+        return (np.asarray(original_voxel, dtype=float) - self.start) @ np.linalg.inv(self.to_original).T
 
     @property
     def spacing(self) -> np.ndarray:
@@ -51,6 +86,7 @@ class GridGeometry:
             "start": self.start.tolist(),
             "step": self.step.tolist(),
             "shape": list(self.shape),
+            "orientation": np.asarray(self.orientation).tolist(),
             "affine": self.affine.tolist(),
         }
         with atomic_path(path) as tmp:
@@ -62,16 +98,24 @@ class GridGeometry:
         return cls(
             tuple(payload["original_shape"]), np.asarray(payload["original_affine"], dtype=float),
             np.asarray(payload["start"], dtype=float), np.asarray(payload["step"], dtype=float),
-            tuple(payload["shape"]),
+            tuple(payload["shape"]), np.asarray(payload.get("orientation", np.eye(3)), dtype=int),
         )
 
 
 def preprocessing_grid(
     brain_mask: np.ndarray, original_affine: np.ndarray, spacing_mm: float, margin_mm: float
 ) -> GridGeometry:
-    """The grid of ``spacing_mm`` covering the mask's bounding box plus ``margin_mm`` on each side."""
+    """The canonical grid of ``spacing_mm`` covering the mask's bounding box plus ``margin_mm`` on each side.
+
+    The box is the same in world space whatever the storage order, so an LPS or
+    axis-permuted copy of a subject gets the same grid (and the same image).
+    """
+    orientation = canonical_orientation(original_affine)
+    # For each preprocessing axis: the original axis it runs along, and in which direction.
+    axes = np.abs(orientation).argmax(axis=0)
+    signs = orientation[axes, np.arange(3)]
     original_spacing = np.linalg.norm(original_affine[:3, :3], axis=0)
-    step = spacing_mm / original_spacing
+    step = spacing_mm / original_spacing[axes]
     same = np.isclose(step, 1.0, rtol=SAME_SPACING_RTOL, atol=0)
     step = np.where(same, 1.0, step)
     voxels = np.argwhere(brain_mask)
@@ -80,20 +124,56 @@ def preprocessing_grid(
     margin_vox = margin_mm / original_spacing
     low = voxels.min(axis=0) - margin_vox
     high = voxels.max(axis=0) + margin_vox
-    # Unchanged spacing: start on a voxel so resampling is a pure crop.
-    start = np.where(same, np.floor(low), low)
-    shape = tuple(int(n) for n in np.floor((high - start) / step) + 1)
-    return GridGeometry(tuple(brain_mask.shape), np.asarray(original_affine, dtype=float), start, step, shape)
+    start, shape = np.zeros(3), []
+    for k, (axis, sign) in enumerate(zip(axes, signs, strict=True)):
+        # Unchanged spacing: start on a voxel so resampling is a pure crop.
+        if sign > 0:
+            start[axis] = np.floor(low[axis]) if same[k] else low[axis]
+            extent = high[axis] - start[axis]
+        else:
+            start[axis] = np.ceil(high[axis]) if same[k] else high[axis]
+            extent = start[axis] - low[axis]
+        shape.append(int(np.floor(extent / step[k])) + 1)
+    return GridGeometry(tuple(brain_mask.shape), np.asarray(original_affine, dtype=float), start, step,
+                        tuple(shape), orientation)
 
 
-def _resample(data: np.ndarray, start: np.ndarray, step: np.ndarray, shape, order: int, cval: float) -> np.ndarray:
-    """Sample a 3D array at voxel coordinates ``start + step * i`` for ``i`` over ``shape``."""
-    if np.all(step == 1.0) and np.all(start == np.round(start)):
-        return _shifted_copy(data, start.astype(int), shape, cval)
+def canonical_grid(shape: tuple[int, ...], affine: np.ndarray) -> GridGeometry:
+    """The whole original grid in canonical (RAS+) axis order: an exact transpose and flip, for display."""
+    orientation = canonical_orientation(affine)
+    axes = np.abs(orientation).argmax(axis=0)
+    start = np.array([shape[a] - 1 if orientation[a, k] < 0 else 0 for k, a in enumerate(axes)], dtype=float)
+    ordered = np.zeros(3)
+    ordered[axes] = start
+    return GridGeometry(tuple(shape[:3]), np.asarray(affine, dtype=float), ordered, np.ones(3),
+                        tuple(int(shape[a]) for a in axes), orientation)
+
+
+def _resample(data: np.ndarray, start: np.ndarray, matrix: np.ndarray, shape, order: int, cval: float) -> np.ndarray:
+    """Sample a 3D array at voxel coordinates ``start + matrix @ i`` for ``i`` over ``shape``."""
+    if _is_signed_permutation(matrix) and np.all(start == np.round(start)):
+        return _permuted_copy(data, start.astype(int), matrix.round().astype(int), shape, cval)
     return ndi.affine_transform(
-        data, np.diag(step), offset=start, output_shape=shape, order=order, mode="constant", cval=cval,
+        data, matrix, offset=start, output_shape=shape, order=order, mode="constant", cval=cval,
         output=np.float32 if order > 0 else data.dtype, prefilter=order > 1,
     )
+
+
+def _is_signed_permutation(matrix: np.ndarray) -> bool:
+    rounded = np.round(matrix)
+    return bool(np.allclose(matrix, rounded, rtol=0, atol=1e-9) and np.all(np.abs(rounded).sum(axis=0) == 1)
+                and np.all(np.abs(rounded).sum(axis=1) == 1))
+
+
+def _permuted_copy(data: np.ndarray, start: np.ndarray, matrix: np.ndarray, shape, cval: float) -> np.ndarray:
+    """``out[i] = data[start + matrix @ i]`` for a signed permutation ``matrix``: transpose, flip, crop or pad."""
+    axes = np.abs(matrix).argmax(axis=0)
+    view, view_start = np.transpose(data, axes), start[axes].copy()
+    for k in range(3):
+        if matrix[axes[k], k] < 0:
+            view = np.flip(view, axis=k)
+            view_start[k] = data.shape[axes[k]] - 1 - view_start[k]
+    return _shifted_copy(view, view_start, shape, cval)
 
 
 def _shifted_copy(data: np.ndarray, start: np.ndarray, shape, cval: float) -> np.ndarray:
@@ -118,11 +198,14 @@ def to_preprocessing_grid(data: np.ndarray, geometry: GridGeometry, order: int =
     """Resample an original-grid array ``(x, y, z[, c])`` onto the preprocessing grid.
 
     ``order`` 1 (linear, with anti-aliasing when downsampling) for images, 0 for
-    masks and label maps.
+    masks; label maps go through :func:`labels_to_preprocessing_grid`.
     """
+    # Original voxels per preprocessing voxel, along each original axis (for the anti-aliasing filter).
+    original_step = np.abs(geometry.to_original).sum(axis=1)
+
     def one(volume: np.ndarray) -> np.ndarray:
-        source = _antialias(volume.astype(np.float32), geometry.step) if order > 0 else volume
-        return _resample(source, geometry.start, geometry.step, geometry.shape, order, 0.0)
+        source = _antialias(volume.astype(np.float32), original_step) if order > 0 else volume
+        return _resample(source, geometry.start, geometry.to_original, geometry.shape, order, 0.0)
 
     if data.ndim == 4:
         return np.stack([one(data[..., c]) for c in range(data.shape[-1])], axis=-1)
@@ -136,13 +219,35 @@ def to_original_grid(data: np.ndarray, geometry: GridGeometry, order: int = 1, c
     background channel), 0 for label maps. The inverse of
     :func:`to_preprocessing_grid` exactly when the spacing was unchanged.
     """
-    inverse_step = 1.0 / geometry.step
-    inverse_start = -geometry.start * inverse_step
+    inverse = np.linalg.inv(geometry.to_original)
+    inverse_start = -inverse @ geometry.start
 
     def one(volume: np.ndarray, fill: float) -> np.ndarray:
-        return _resample(volume, inverse_start, inverse_step, geometry.original_shape, order, fill)
+        return _resample(volume, inverse_start, inverse, geometry.original_shape, order, fill)
 
     if data.ndim == 4:
         fills = np.broadcast_to(np.asarray(cval, dtype=float), (data.shape[-1],))
         return np.stack([one(data[..., c], fills[c]) for c in range(data.shape[-1])], axis=-1)
     return one(data, float(cval))
+
+
+def labels_to_preprocessing_grid(labels: np.ndarray, geometry: GridGeometry) -> np.ndarray:
+    """A label map ``(x, y, z)`` of raw integer values on the preprocessing grid.
+
+    An exact crop copies the values. Otherwise each label's indicator is
+    interpolated linearly (one-hot, as nnU-Net does) and every voxel takes the
+    label of highest weight: boundaries follow the labels' true position at any
+    step instead of snapping to the nearest original voxel. No anti-aliasing:
+    blurring the indicators first would erase small lesions.
+    """
+    if geometry.is_exact:
+        return to_preprocessing_grid(labels, geometry, order=0)
+    best_weight = np.full(geometry.shape, -1.0, dtype=np.float32)
+    best_value = np.zeros(geometry.shape, dtype=labels.dtype)
+    for value in np.unique(labels):
+        indicator = (labels == value).astype(np.float32)
+        weight = _resample(indicator, geometry.start, geometry.to_original, geometry.shape, 1, float(value == 0))
+        higher = weight > best_weight
+        best_weight[higher] = weight[higher]
+        best_value[higher] = value
+    return best_value

@@ -10,13 +10,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from lesionseg.io import atomic_path
-from lesionseg.preprocessing.geometry import GridGeometry
+from lesionseg.preprocessing.geometry import GridGeometry, canonical_grid, to_preprocessing_grid
 
 MASK_COLOUR = "#ff3030"
-
-
-def _centre(mask: np.ndarray) -> np.ndarray:
-    return np.round(np.argwhere(mask).mean(axis=0)).astype(int)
 
 
 def _window(image: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
@@ -38,13 +34,19 @@ def save_preprocessing_qc(
     with the mask outline (red), then the same planes after preprocessing.
 
     ``raw`` (x, y, z, c) and ``raw_mask`` are on the original grid; ``preprocessed``
-    and ``mask`` on the preprocessing grid described by ``geometry``.
+    and ``mask`` on the preprocessing grid described by ``geometry``. The raw
+    images are shown in canonical (RAS+) axis order, like the preprocessed ones,
+    whatever their storage order.
     """
-    centre = _centre(raw_mask)
+    canonical = canonical_grid(raw_mask.shape, geometry.original_affine)
+    raw = to_preprocessing_grid(raw, canonical, order=0)
+    centre_original = np.round(np.argwhere(raw_mask).mean(axis=0))
+    raw_mask = to_preprocessing_grid(raw_mask, canonical, order=0)
+    centre = np.round(canonical.original_to_preprocessing(centre_original)).astype(int)
     # The same world position on the preprocessing grid.
-    centre_pre = np.clip(np.round((centre - geometry.start) / geometry.step).astype(int), 0,
+    centre_pre = np.clip(np.round(geometry.original_to_preprocessing(centre_original)).astype(int), 0,
                          np.asarray(preprocessed.shape[:3]) - 1)
-    aspect_raw = np.linalg.norm(geometry.original_affine[:3, :3], axis=0)
+    aspect_raw = canonical.spacing
 
     def planes(volume: np.ndarray, at: np.ndarray) -> list[np.ndarray]:
         # Axial (x, y) and coronal (x, z) slices, displayed with anterior / superior up.

@@ -14,7 +14,7 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-SKULL_STRIP_METHODS = ("none", "robex", "template", "hd-bet")
+SKULL_STRIP_METHODS = ("given", "none", "robex", "template", "hd-bet")
 NORMALISATION_METHODS = ("zscore", "percentile-zscore")
 # The built-in average head of the synthetic population, usable as a skull-strip template.
 SYNTHETIC_TEMPLATE = "synthetic"
@@ -28,7 +28,7 @@ DEFAULTS: dict[str, Any] = {
     # Rigid registration of every modality to the reference (off: BraTS and ISLES come co-registered).
     "coregister": {"enabled": False, "transform": "Rigid"},
     "skull_strip": {
-        "method": "none",             # data already brain-only (BraTS, ISLES)
+        "method": "none",             # data already brain-only (BraTS, ISLES); "given" when the dataset has 'mask:'
         "template": None,             # head template image (template method), or "synthetic"
         "template_mask": None,        # its brain mask
         "transform": "SyN",           # ANTs transform from template to subject
@@ -54,6 +54,16 @@ FORMAT_PRESETS: dict[str, dict[str, Any]] = {
         "skull_strip": {"method": "template", "template": SYNTHETIC_TEMPLATE, "registration_spacing_mm": 3.0},
         "bias_correction": {"iterations": [50, 50, 30]},
     },
+    # ISLES 2022 comes in native space: DWI and ADC share a grid, FLAIR has its own, so
+    # every modality is registered to the DWI. Its only preprocessing was skull-stripping,
+    # for de-identification (release description, Zenodo record 7960856; Hernandez Petzsche
+    # et al., Sci Data 2022), so the images are brain-only and skull_strip stays 'none'.
+    "isles2022": {"reference": "dwi", "coregister": {"enabled": True}},
+    # ATLAS v2.0 T1w images are whole (defaced) heads in MNI space, not brain-extracted
+    # (only the ATLAS v3.0 release adds brain-extracted images): ROBEX strips the T1 offline.
+    "atlas2": {"skull_strip": {"method": "robex"}},
+    # MSSEG 2016 needs no entry: its Preprocessed_Data are already registered to the FLAIR,
+    # brain-masked and N4-corrected (the challenge's Anima script), so the defaults fit.
 }
 
 
@@ -74,16 +84,20 @@ def deep_update(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[st
 
 def resolve_settings(
     dataset: str, fmt: str, modalities: tuple[str, ...], overrides: Mapping[str, Any],
-    default_spacing_mm: float | None = None,
+    default_spacing_mm: float | None = None, has_mask: bool = False,
 ) -> dict[str, Any]:
     """The complete preprocessing settings of a dataset, checked.
 
     ``default_spacing_mm`` replaces the default resampling spacing (the synthetic
     cohort is resampled to its own spacing unless the config says otherwise).
+    A dataset that ships its brain masks (``has_mask``) uses them (skull-strip
+    method ``given``) unless ``overrides`` choose another method.
     """
     settings = deep_update(DEFAULTS, FORMAT_PRESETS.get(fmt, {}))
     if default_spacing_mm is not None:
         settings["resample"]["spacing_mm"] = float(default_spacing_mm)
+    if has_mask:
+        settings["skull_strip"]["method"] = "given"
     settings = deep_update(settings, overrides)
 
     def fail(message: str) -> PreprocessingConfigError:
@@ -94,6 +108,9 @@ def resolve_settings(
     elif settings["reference"] not in modalities:
         raise fail(f"reference {settings['reference']!r} is not one of the modalities {list(modalities)}")
     strip = settings["skull_strip"]
+    if strip["method"] == "given" and not has_mask:
+        raise fail("skull_strip method 'given' needs the dataset's brain masks: add 'mask:', a path template "
+                   "below root such as '{subject}/brainmask.nii.gz'")
     if strip["method"] == "template" and not strip["template"]:
         raise fail("skull_strip method 'template' needs 'template' (and 'template_mask'), or template: synthetic")
     if strip["method"] == "template" and strip["template"] != SYNTHETIC_TEMPLATE and not strip["template_mask"]:

@@ -1,16 +1,19 @@
-"""Brain masks: from brain-only data, ROBEX, a registered head template, or HD-BET.
+"""Brain masks: the dataset's own, from brain-only data, ROBEX, a registered head template, or HD-BET.
 
-Every method ends with the same clean-up (largest connected component, holes
-filled) and the same plausibility check, so a failed strip stops the subject
-with a message instead of silently feeding a bad mask downstream.
+Every computed mask gets the same clean-up (largest connected component, holes
+filled); a given mask is used as it is. All go through the same plausibility
+check, so a failed strip stops the subject with a message instead of silently
+feeding a bad mask downstream.
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -49,7 +52,8 @@ def check_plausible(mask: np.ndarray, affine: np.ndarray, volume_range_ml: tuple
         raise SkullStripError(f"skull-strip method {method!r} gave an empty brain mask")
     if not low <= volume <= high:
         advice = (
-            "Is the data really brain-only? If it has skulls, choose skull_strip method robex or template."
+            "Is the data really brain-only? If the dataset ships brain masks, give them with 'mask:'; "
+            "if it has skulls, choose skull_strip method robex or template."
             if method == "none" and volume > high
             else "Check the image (orientation, contrast of the reference modality) or the method's settings; "
             "adjust skull_strip brain_volume_ml if this volume is plausible for your data."
@@ -61,9 +65,53 @@ def check_plausible(mask: np.ndarray, affine: np.ndarray, volume_range_ml: tuple
     return volume
 
 
-def mask_from_brain_only(images: np.ndarray) -> np.ndarray:
-    """Brain-only data (BraTS, ISLES): every voxel where any channel is non-zero. ``images``: (x, y, z, c)."""
-    return clean_mask(np.any(images != 0, axis=-1))
+# A value is the background when it fills at least this fraction of the volume's border.
+BACKGROUND_BORDER_FRACTION = 0.9
+# Brain where a given mask exceeds this (masks come as 0/1, 0/255 or resampled floats).
+GIVEN_MASK_THRESHOLD = 0.5
+
+
+def border_background(image: np.ndarray) -> float | None:
+    """The value filling the border (the six faces) of a 3D ``image``, or None when no value does.
+
+    Brain-only data has a constant background: 0, or a negative constant once
+    z-scored inside the brain (DeepMedic's example data), or any shift of it.
+    """
+    faces = [image[0], image[-1], image[:, 0], image[:, -1], image[:, :, 0], image[:, :, -1]]
+    border = np.concatenate([f.ravel() for f in faces])
+    values, counts = np.unique(border, return_counts=True)
+    most = counts.argmax()
+    return float(values[most]) if counts[most] >= BACKGROUND_BORDER_FRACTION * border.size else None
+
+
+def mask_from_brain_only(images: np.ndarray, modalities: Sequence[str] | None = None) -> np.ndarray:
+    """Brain-only data (BraTS, ISLES): every voxel where any channel differs from its background.
+
+    ``images``: (x, y, z, c). Each channel's background is the value filling its
+    border (:func:`border_background`); a channel without one (a head with its
+    skull, noise around the brain) is an error that says how to give masks.
+    """
+    names = list(modalities) if modalities is not None else [f"channel {c}" for c in range(images.shape[-1])]
+    brain = np.zeros(images.shape[:3], dtype=bool)
+    for c, name in enumerate(names):
+        background = border_background(images[..., c])
+        if background is None:
+            raise SkullStripError(
+                f"skull-strip method 'none': {name} has no constant background (no value fills "
+                f"{BACKGROUND_BORDER_FRACTION:.0%} of the volume's border), so it is not brain-only data. Give the "
+                "dataset's brain masks with 'mask:' (a path template below root, e.g. '{subject}/brainmask.nii.gz'), "
+                "or choose skull_strip method robex or template if the images have skulls"
+            )
+        brain |= images[..., c] != background
+    return clean_mask(brain)
+
+
+def mask_as_given(mask: Volume, shape: tuple[int, ...], affine: np.ndarray, path: str | os.PathLike) -> np.ndarray:
+    """A dataset's own brain mask (brain where it is > 0.5), checked against the subject's grid; not cleaned."""
+    data = mask.data[..., 0] if mask.data.ndim == 4 else mask.data
+    if data.shape != tuple(shape[:3]) or not np.allclose(mask.affine, affine, atol=1e-2):
+        raise SkullStripError(f"the brain mask {path} is not on the grid of the subject's images")
+    return data > GIVEN_MASK_THRESHOLD
 
 
 def _coarsened(image, spacing_mm: float):

@@ -17,9 +17,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from nibabel.orientations import aff2axcodes
 
 from lesionseg.io import Volume, read_channels, read_image, write_nifti
-from lesionseg.preprocessing.geometry import GridGeometry, preprocessing_grid, to_preprocessing_grid
+from lesionseg.preprocessing.geometry import (
+    GridGeometry,
+    labels_to_preprocessing_grid,
+    preprocessing_grid,
+    to_preprocessing_grid,
+)
 from lesionseg.preprocessing.normalisation import normalise
 from lesionseg.preprocessing.provenance import assemble_provenance, step_record, write_json, write_step_record
 from lesionseg.preprocessing.settings import corrected_modalities
@@ -66,7 +72,7 @@ def coregister_subject(
 def skull_strip_subject(
     dataset: str, subject: str, image_paths: Sequence[str], modalities: Sequence[str], reference: str,
     settings: Mapping[str, Any], seed: int, template_paths: tuple[str | None, str | None],
-    mask_path: str, record_path: str,
+    mask_path: str, record_path: str, given_mask_path: str | None = None,
 ) -> float:
     """Brain mask on the subject's original (reference) grid; returns its volume in ml."""
     from lesionseg.preprocessing import skullstrip
@@ -75,8 +81,15 @@ def skull_strip_subject(
     with step(dataset, subject, f"skull_strip ({method})"):
         stack = read_channels(list(image_paths))
         reference_image = _channel(stack, modalities, reference)
-        if method == "none":
-            mask = skullstrip.mask_from_brain_only(stack.data)
+        if method == "given":
+            if given_mask_path is None:
+                raise ValueError("skull_strip method 'given' needs the dataset's brain mask ('mask:')")
+            mask = skullstrip.mask_as_given(read_image(given_mask_path), stack.data.shape, stack.affine,
+                                            given_mask_path)
+        elif method == "none":
+            files = image_paths if len(image_paths) == len(modalities) else [image_paths[0]] * len(modalities)
+            mask = skullstrip.mask_from_brain_only(stack.data, [f"{m} ({f})" for m, f in zip(modalities, files,
+                                                                                            strict=True)])
         elif method == "robex":
             mask = skullstrip.mask_with_robex(reference_image, seed)
         elif method == "template":
@@ -129,15 +142,17 @@ def resample_crop_subject(
         stack = read_image(stack_path)
         mask = read_image(mask_path, dtype=None).data > 0
         geometry = preprocessing_grid(mask, stack.affine, settings["spacing_mm"], settings["margin_mm"])
-        log.info("grid %s of %s mm -> %s of %s mm", mask.shape, np.round(np.linalg.norm(stack.affine[:3, :3], axis=0), 3),
-                 geometry.shape, np.round(geometry.spacing, 3))
+        stored = "".join(aff2axcodes(stack.affine))
+        log.info("grid %s of %s mm, stored %s -> %s of %s mm, RAS", mask.shape,
+                 np.round(np.linalg.norm(stack.affine[:3, :3], axis=0), 3), stored, geometry.shape,
+                 np.round(geometry.spacing, 3))
         resampled = to_preprocessing_grid(stack.data, geometry, order=1)
         resampled_mask = to_preprocessing_grid(mask.astype(np.uint8), geometry, order=0)
         write_nifti(out_stack_path, resampled, geometry.affine, np.float32)
         write_nifti(out_mask_path, resampled_mask, geometry.affine, np.uint8)
         geometry.to_json(geometry_path)
         write_step_record(record_path, "resample", settings, original_shape=list(mask.shape),
-                          shape=list(geometry.shape))
+                          shape=list(geometry.shape), original_orientation=stored, orientation="RAS")
     return geometry
 
 
@@ -158,11 +173,11 @@ def normalise_subject(
 
 
 def preprocess_label(label_path: str, geometry_path: str, out_path: str) -> None:
-    """The truth on the preprocessing grid (nearest neighbour, raw label values kept)."""
+    """The truth on the preprocessing grid, raw label values kept (label maps stored as floats are rounded)."""
     geometry = GridGeometry.from_json(geometry_path)
     label = read_image(label_path, dtype=None).data
     label = np.rint(label).astype(np.uint16 if label.max() > 255 else np.uint8)
-    write_nifti(out_path, to_preprocessing_grid(label, geometry, order=0), geometry.affine)
+    write_nifti(out_path, labels_to_preprocessing_grid(label, geometry), geometry.affine)
 
 
 def preprocessing_qc_subject(

@@ -5,20 +5,26 @@ from __future__ import annotations
 import html
 import os
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from lesionseg.io import atomic_path, read_channels, read_image
 from lesionseg.labels import LabelScheme
+from lesionseg.preprocessing.geometry import canonical_grid, to_preprocessing_grid
 from lesionseg.reporting.figures import dice_boxplot, overlay_figure
 from lesionseg.reporting.tables import (
+    POSTPROCESSING_LEGEND,
     SIGNIFICANCE_LEGEND,
     SUMMARY_LEGEND,
     crf_significance,
+    formatted_postprocessing,
     formatted_significance,
     formatted_summary,
     load_per_subject,
+    postprocessing_table,
     summary_table,
     volume_table,
     write_summary,
@@ -41,10 +47,14 @@ def _section(heading: str, table: pd.DataFrame, legend: str) -> str:
     return f"<h2>{html.escape(heading)}</h2>\n{body}\n<p class='legend'>{html.escape(legend)}</p>\n"
 
 
+def _page_start(title: str) -> str:
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
+            f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>")
+
+
 def summary_html(results: pd.DataFrame, regions: Sequence[str], title: str) -> str:
     """A standalone HTML page of the summary, the CRF's effect and the unscored subjects' volumes."""
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-             f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>"]
+    parts = [_page_start(title)]
     summary = summary_table(results, regions)
     if summary.empty:
         parts.append("<p>No test subject has truth: nothing is scored.</p>")
@@ -76,13 +86,35 @@ def summarise_dataset(dataset: str, per_subject: Mapping[str, PathLike], scheme:
     dice_boxplot(results, regions, boxplot_path, title=f"{dataset}: Dice per region on the test subjects")
 
 
+def summarise_postprocessing(dataset: str, choices: Mapping[str, PathLike], csv_path: PathLike,
+                             html_path: PathLike) -> pd.DataFrame:
+    """The post-processing chosen for each method of a dataset (method -> its choice's YAML), as CSV and HTML."""
+    table = postprocessing_table({method: yaml.safe_load(Path(path).read_text()) for method, path in choices.items()})
+    with atomic_path(csv_path) as tmp:
+        table.to_csv(tmp, index=False)
+    title = f"{dataset}: post-processing chosen on the validation split"
+    section = _section("Choice per method and region", formatted_postprocessing(table), POSTPROCESSING_LEGEND)
+    with atomic_path(html_path) as tmp:
+        tmp.write_text("\n".join([_page_start(title), section, "</body></html>"]))
+    return table
+
+
 def overlay_subject(subject: str, method: str, image_paths: Sequence[PathLike], modalities: Sequence[str],
                     truth_path: PathLike | None, segmentation_path: PathLike, scheme: LabelScheme,
                     output: PathLike) -> None:
-    """Every modality of the subject (as given) with the truth and the method's segmentation outlined."""
+    """Every modality of the subject (as given) with the truth and the method's segmentation outlined.
+
+    Shown in canonical (RAS+) axis order whatever the files' storage order, so
+    every subject's axial slices look the same way up.
+    """
     channels = read_channels(list(image_paths))
-    images = np.moveaxis(channels.data, -1, 0)
-    segmentation = read_image(segmentation_path, dtype=None).data
-    truth = None if truth_path is None else read_image(truth_path, dtype=None).data
+    canonical = canonical_grid(channels.data.shape, channels.affine)
+
+    def reoriented(data: np.ndarray) -> np.ndarray:
+        return to_preprocessing_grid(data, canonical, order=0)
+
+    images = np.moveaxis(reoriented(channels.data), -1, 0)
+    segmentation = reoriented(read_image(segmentation_path, dtype=None).data)
+    truth = None if truth_path is None else reoriented(read_image(truth_path, dtype=None).data)
     overlay_figure(images, modalities, truth, segmentation, scheme, output, title=f"{subject} - {method}",
-                   spacing=channels.spacing[:3])
+                   spacing=tuple(canonical.spacing))

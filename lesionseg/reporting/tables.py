@@ -4,7 +4,9 @@ Input is the evaluation stage's per-subject table of every method, concatenated
 by :func:`load_per_subject`: columns ``method, subject, region`` and the metrics
 of :data:`lesionseg.evaluation.metrics.METRICS`, one row per method, subject and
 region. A *method* is a model, an ensemble, or either followed by
-:data:`CRF_SUFFIX` (the same segmentation after the 3D CRF).
+:data:`CRF_SUFFIX` (the same segmentation after the 3D CRF), each optionally
+followed by ``+pp`` (after the post-processing chosen on the validation split;
+:mod:`lesionseg.inference.methods`).
 
 - :func:`summary_table`: one row per method, the mean, median and quartiles of
   each metric in each region over the subjects with truth (numeric, for CSV);
@@ -29,18 +31,18 @@ import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from scipy import stats
 
 from lesionseg.evaluation.metrics import METRICS
+from lesionseg.inference.methods import CRF_SUFFIX
+from lesionseg.inference.postprocessing import RegionOperation
 from lesionseg.io import atomic_path
 
 PathLike = str | os.PathLike
-
-CRF_SUFFIX = "+crf"
-"""Suffix of a method's name after the 3D CRF (``deepmedic`` -> ``deepmedic+crf``)."""
 
 SUMMARY_METRICS: tuple[str, ...] = ("dice", "sensitivity", "specificity", "hd95")
 """Metrics of the summary and significance tables by default (those of the papers)."""
@@ -360,6 +362,56 @@ def volume_table(results: pd.DataFrame) -> pd.DataFrame:
     order = {m: i for i, m in enumerate(method_order(results))}
     table = table.sort_values(["subject", "method"], key=lambda c: c.map(order) if c.name == "method" else c)
     return table.reset_index(drop=True)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Post-processing chosen on the validation split
+
+POSTPROCESSING_COLUMNS: tuple[str, ...] = (
+    "method", "region", "operation", "min_component_mm3", "postprocessing", "n_validation", "dice_before",
+    "dice_after",
+)
+"""Columns of :func:`postprocessing_table`."""
+
+
+def postprocessing_table(choices: Mapping[str, Mapping[str, Any]]) -> pd.DataFrame:
+    """One row per method and region of the post-processing chosen on the validation split.
+
+    ``choices``: method -> the record written for it by
+    :func:`lesionseg.inference.steps.choose_postprocessing_on_validation`. Columns (see
+    :data:`POSTPROCESSING_COLUMNS`): the operation (kind, volume in mm^3, and in words), the number of
+    validation subjects and their mean Dice of the region without and with the post-processing.
+    """
+    rows = []
+    for method, record in choices.items():
+        dice = record["validation_dice"]
+        for region, entry in record["choice"].items():
+            operation = RegionOperation.from_mapping(entry)
+            rows.append({
+                "method": method, "region": region, "operation": operation.kind,
+                "min_component_mm3": operation.min_component_mm3, "postprocessing": operation.describe(),
+                "n_validation": len(record["validation_subjects"]),
+                "dice_before": dice["before"][region], "dice_after": dice["after"][region],
+            })
+    return pd.DataFrame(rows, columns=list(POSTPROCESSING_COLUMNS))
+
+
+def formatted_postprocessing(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`postprocessing_table` as strings, for Markdown and HTML."""
+    return pd.DataFrame({
+        "Method": table["method"], "Region": table["region"], "Post-processing": table["postprocessing"],
+        "n": table["n_validation"].astype(int),
+        "Dice without": [format_value(v, "dice") for v in table["dice_before"]],
+        "Dice with": [format_value(v, "dice") for v in table["dice_after"]],
+    })
+
+
+POSTPROCESSING_LEGEND = (
+    "Chosen per method on its segmentations of the n labelled validation subjects (preprocessing grid), region "
+    "by region in this order: the operation that raises the mean Dice over all regions most, if any; it is "
+    "applied to the test subjects' segmentations of method+pp. Dice: mean over the validation subjects of the "
+    "region's Dice without and with the post-processing."
+)
 
 
 # --------------------------------------------------------------------------------------------------------------

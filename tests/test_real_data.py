@@ -1,0 +1,123 @@
+"""The whole chain on real scans: the six BRATS 2015 cases of the official DeepMedic's examples.
+
+They are read, unmodified, from ``../shared/data/deepmedic-brats2015`` beside the
+repository (CC BY-NC-SA 3.0: never copied into it) through the documented entry
+``deepmedic_brats15`` of ``config/examples.yaml``, as a user would: ``lesionseg
+check``, then Snakemake, then the report. Only the budget is cut to CPU size
+(2 mm, a small DeepMedic, a few epochs). Without that folder (a user's clone)
+the tests are skipped; under ``CI=true`` they must run.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import os
+
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+from conftest import REPO, SNAKEMAKE, data_digests, run
+from lesionseg.cli import main as cli
+from lesionseg.io import read_image
+
+pytestmark = pytest.mark.integration
+
+DATA_RELATIVE = "../shared/data/deepmedic-brats2015"
+DATA = (REPO / DATA_RELATIVE).resolve()
+ENTRY = "deepmedic_brats15"
+TEST_CASES = ("brats_2013_pat0001_1", "brats_2013_pat0002_1")
+CASE_FOLDERS = {"brats_2013_pat0005_1": "train", "brats_2013_pat0006_1": "train",
+                "brats_2013_pat0003_1": "validation", "brats_2013_pat0004_1": "validation",
+                "brats_2013_pat0001_1": "test", "brats_2013_pat0002_1": "test"}
+# A CPU-sized budget: the paper's layers with fewer feature maps, 2 mm voxels, a few short epochs.
+MODEL = {
+    "architecture": "deepmedic",
+    "parameters": {"maps": [15, 15, 20, 20, 20, 20, 25, 25], "fc_maps": [75, 75]},
+    "training": {"phases": [1], "epochs": 3, "batches_per_epoch": 15, "samples_per_subject": 400,
+                 "lr_halve_at": [2]},
+}
+
+
+def real_data_config() -> dict:
+    """The example entry as documented, pointed at the shared data, with the CPU budget."""
+    examples = yaml.safe_load((REPO / "config/examples.yaml").read_text())
+    entry = copy.deepcopy(examples["datasets"][ENTRY])
+    assert entry["root"] == DATA_RELATIVE  # the example names the data where the tests read it
+    entry["root"] = str(DATA)
+    entry["split"]["file"] = str(REPO / entry["split"]["file"])
+    entry["preprocessing"]["resample"] = {"spacing_mm": 2.0}
+    entry["models"] = ["dm"]
+    return {"datasets": {ENTRY: entry}, "models": {"dm": MODEL},
+            "crf": {"parameters": {"iterations": 2}, "tune": {"trials": 2}}}
+
+
+@pytest.fixture(scope="module")
+def real_run(tmp_path_factory):
+    """The check, the workflow and the report, run once on the six cases."""
+    if not DATA.is_dir():
+        reason = (f"the six real BRATS 2015 cases are not in {DATA_RELATIVE} (beside the repository; "
+                  "see its README): real-data tests skipped")
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason + ", but they must run under CI=true")
+        pytest.skip(reason)
+    workdir = tmp_path_factory.mktemp("real_data")
+    before = data_digests(DATA)
+    config = yaml.safe_dump(real_data_config(), sort_keys=False)
+    (workdir / "config.yaml").write_text(config)
+    check_status = cli(["check", "--configfile", str(workdir / "config.yaml")])
+    result = run(workdir, config, timeout=2400)
+    assert result.returncode == 0, result.stderr[-5000:]
+    report = run(workdir, config, "--report", str(workdir / "report.html"))
+    assert report.returncode == 0, report.stderr[-3000:]
+    return {"workdir": workdir, "check_status": check_status, "digests_before": before}
+
+
+def case_file(subject: str, name: str):
+    return DATA / CASE_FOLDERS[subject] / subject / name
+
+
+def test_the_example_entry_passes_the_check(real_run, capsys):
+    assert real_run["check_status"] == 0
+
+
+def test_the_given_masks_are_the_brain_masks_unchanged(real_run):
+    for subject in CASE_FOLDERS:
+        given = read_image(case_file(subject, "brainmask.nii.gz"))
+        mask = read_image(real_run["workdir"] / f"results/{ENTRY}/brain_masks/{subject}.nii.gz", dtype=None)
+        np.testing.assert_array_equal(mask.data > 0, given.data > 0.5)
+        np.testing.assert_array_equal(mask.affine, given.affine)
+
+
+def test_results_are_on_the_original_grid_and_clearly_better_than_labelling_the_brain(real_run):
+    workdir = real_run["workdir"]
+    scores = pd.read_csv(workdir / f"results/{ENTRY}/evaluation/dm/per_subject.csv")
+    whole = scores[scores["region"] == "WT"].set_index("subject")
+    summary = {}
+    for subject in TEST_CASES:
+        flair = read_image(case_file(subject, "Flair_subtrMeanDivStd.nii.gz"))
+        for method in ("dm", "dm+crf"):
+            segmentation = read_image(workdir / f"results/{ENTRY}/segmentations/{method}/{subject}.nii.gz",
+                                      dtype=None)
+            assert segmentation.data.shape == (240, 240, 155) == flair.data.shape
+            np.testing.assert_array_equal(segmentation.affine, flair.affine)  # diag(-1, -1, 1), origin (0, 239, 0)
+            assert set(np.unique(segmentation.data)) <= {0, 1, 2, 3, 4}
+        truth = read_image(case_file(subject, "OTMultiClass.nii.gz")).data > 0
+        brain = read_image(case_file(subject, "brainmask.nii.gz")).data > 0.5
+        trivial = 2 * (truth & brain).sum() / (truth.sum() + brain.sum())  # the whole brain labelled tumour
+        summary[subject] = {"dice_wt": float(whole.loc[subject, "dice"]), "trivial_wt": float(trivial)}
+    (workdir / "real_data_dice.json").write_text(json.dumps(summary, indent=2))
+    print(json.dumps(summary))
+    for subject, row in summary.items():
+        assert row["dice_wt"] > 2 * row["trivial_wt"] and row["dice_wt"] > 0.3, (subject, row)
+
+
+def test_the_report_shows_the_real_dataset(real_run):
+    text = (real_run["workdir"] / "report.html").read_text(errors="replace")
+    assert ENTRY in text and "brats_2013_pat0001_1" in text
+
+
+def test_the_real_data_is_never_modified(real_run):
+    assert data_digests(DATA) == real_run["digests_before"]
