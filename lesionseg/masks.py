@@ -18,3 +18,8 @@ def bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...] | None:
             return None
         box.append(slice(max(int(hits[0]) - margin, 0), min(int(hits[-1]) + 1 + margin, mask.shape[axis])))
     return tuple(box)
+
+
+def mask_volume_ml(mask: np.ndarray, affine: np.ndarray) -> float:
+    """Volume of a mask in millilitres, from the voxel size of ``affine``."""
+    return float(np.count_nonzero(mask) * abs(np.linalg.det(affine[:3, :3])) / 1000.0)

@@ -14,6 +14,7 @@ import numpy as np
 from lesionseg.datasets.formats import SubjectFiles
 from lesionseg.io import Header, ImageReadError, read_image
 from lesionseg.labels import LabelScheme
+from lesionseg.masks import mask_volume_ml
 
 # Grids agree when spacings differ by less than this fraction and the affines
 # (rotation/zoom in mm, origin in mm) by less than this many mm.
@@ -195,7 +196,7 @@ def _validate_mask(path: Path, grid: tuple[str, Header] | None, volume_range_ml:
                "The brain is where the mask is > 0.5: give a mask with 1 (or 255) inside the brain.")
         return
     if volume_range_ml is not None:
-        volume_ml = float(brain.sum() * abs(np.linalg.det(volume.affine[:3, :3])) / 1000.0)
+        volume_ml = mask_volume_ml(brain, volume.affine)
         low, high = volume_range_ml
         if not low <= volume_ml <= high:
             report(path, f"brain mask of {volume_ml:.0f} ml, outside the plausible range {low:g}-{high:g} ml",

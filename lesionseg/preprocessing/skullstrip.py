@@ -20,6 +20,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from lesionseg.io import Volume, read_image, write_nifti
+from lesionseg.masks import mask_volume_ml
 from lesionseg.preprocessing.ants_bridge import from_ants, seed_registrations, to_ants
 
 log = logging.getLogger(__name__)
@@ -37,11 +38,6 @@ def clean_mask(mask: np.ndarray) -> np.ndarray:
     sizes = np.bincount(labelled.ravel())
     sizes[0] = 0
     return ndi.binary_fill_holes(labelled == sizes.argmax())
-
-
-def mask_volume_ml(mask: np.ndarray, affine: np.ndarray) -> float:
-    """Volume of a mask in millilitres."""
-    return float(mask.sum() * abs(np.linalg.det(affine[:3, :3])) / 1000.0)
 
 
 def check_plausible(mask: np.ndarray, affine: np.ndarray, volume_range_ml: tuple[float, float], method: str) -> float:
