@@ -36,8 +36,8 @@ CASE_FOLDERS = {"brats_2013_pat0005_1": "train", "brats_2013_pat0006_1": "train"
 MODEL = {
     "architecture": "deepmedic",
     "parameters": {"maps": [15, 15, 20, 20, 20, 20, 25, 25], "fc_maps": [75, 75]},
-    "training": {"phases": [1], "epochs": 3, "batches_per_epoch": 15, "samples_per_subject": 400,
-                 "lr_halve_at": [2]},
+    "training": {"phases": [1], "epochs": 4, "batches_per_epoch": 15, "samples_per_subject": 400,
+                 "lr_halve_at": [3]},
 }
 
 
@@ -51,7 +51,7 @@ def real_data_config() -> dict:
     entry["preprocessing"]["resample"] = {"spacing_mm": 2.0}
     entry["models"] = ["dm"]
     return {"datasets": {ENTRY: entry}, "models": {"dm": MODEL},
-            "crf": {"parameters": {"iterations": 2}, "tune": {"trials": 2}}}
+            "crf": {"parameters": {"iterations": 3}, "tune": {"trials": 3}}}
 
 
 @pytest.fixture(scope="module")
