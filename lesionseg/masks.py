@@ -23,3 +23,29 @@ def bounding_box(mask: np.ndarray, margin: int = 0) -> tuple[slice, ...] | None:
 def mask_volume_ml(mask: np.ndarray, affine: np.ndarray) -> float:
     """Volume of a mask in millilitres, from the voxel size of ``affine``."""
     return float(np.count_nonzero(mask) * abs(np.linalg.det(affine[:3, :3])) / 1000.0)
+
+
+# A value is the background when it fills at least this fraction of the volume's border.
+BACKGROUND_BORDER_FRACTION = 0.9
+
+
+def border_background(image: np.ndarray) -> float | None:
+    """The value filling the border (the six faces) of a 3D ``image``, or None when no value does.
+
+    Brain-only data has a constant background: 0, or a negative constant once
+    z-scored inside the brain (DeepMedic's example data), or any shift of it.
+    """
+    faces = [image[0], image[-1], image[:, 0], image[:, -1], image[:, :, 0], image[:, :, -1]]
+    border = np.concatenate([f.ravel() for f in faces])
+    values, counts = np.unique(border, return_counts=True)
+    most = counts.argmax()
+    return float(values[most]) if counts[most] >= BACKGROUND_BORDER_FRACTION * border.size else None
+
+
+def differs_from_background(images: np.ndarray) -> np.ndarray:
+    """Voxels where any channel of ``images`` ``(c, x, y, z)`` differs from its border background (else from 0)."""
+    inside = np.zeros(images.shape[1:], dtype=bool)
+    for channel in images:
+        background = border_background(channel)
+        inside |= channel != (0.0 if background is None else background)
+    return inside

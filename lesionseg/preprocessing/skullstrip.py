@@ -20,7 +20,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from lesionseg.io import Volume, read_image, write_nifti
-from lesionseg.masks import mask_volume_ml
+from lesionseg.masks import BACKGROUND_BORDER_FRACTION, border_background, mask_volume_ml
 from lesionseg.preprocessing.ants_bridge import from_ants, seed_registrations, to_ants
 
 log = logging.getLogger(__name__)
@@ -61,23 +61,8 @@ def check_plausible(mask: np.ndarray, affine: np.ndarray, volume_range_ml: tuple
     return volume
 
 
-# A value is the background when it fills at least this fraction of the volume's border.
-BACKGROUND_BORDER_FRACTION = 0.9
 # Brain where a given mask exceeds this (masks come as 0/1, 0/255 or resampled floats).
 GIVEN_MASK_THRESHOLD = 0.5
-
-
-def border_background(image: np.ndarray) -> float | None:
-    """The value filling the border (the six faces) of a 3D ``image``, or None when no value does.
-
-    Brain-only data has a constant background: 0, or a negative constant once
-    z-scored inside the brain (DeepMedic's example data), or any shift of it.
-    """
-    faces = [image[0], image[-1], image[:, 0], image[:, -1], image[:, :, 0], image[:, :, -1]]
-    border = np.concatenate([f.ravel() for f in faces])
-    values, counts = np.unique(border, return_counts=True)
-    most = counts.argmax()
-    return float(values[most]) if counts[most] >= BACKGROUND_BORDER_FRACTION * border.size else None
 
 
 def mask_from_brain_only(images: np.ndarray, modalities: Sequence[str] | None = None) -> np.ndarray:

@@ -22,6 +22,7 @@ from matplotlib.lines import Line2D
 
 from lesionseg.io import atomic_path
 from lesionseg.labels import LabelScheme
+from lesionseg.masks import differs_from_background
 from lesionseg.reporting.tables import CRF_SUFFIX, metric_display, method_order, scored_rows
 
 PathLike = str | os.PathLike
@@ -232,7 +233,7 @@ def overlay_figure(
     ``prediction_raw`` are raw label maps (x, y, z) of the scheme. Slices come
     from :func:`lesion_slices` on the union of the regions (the brain when
     there is no lesion). Each modality is grey with a 1-99 percentile window
-    over the brain (non-zero voxels), cropped to the brain, shown like a
+    over the brain (voxels that differ from the background value filling the border), cropped to it, shown like a
     viewer's axial plane: the array transposed so that x runs left to right and
     y bottom to top (origin lower); with RAS+ voxel axes that is anterior up and
     the patient's right on the right (neurological convention).
@@ -258,7 +259,7 @@ def overlay_figure(
     def union(masks: dict[str, np.ndarray]) -> np.ndarray:
         return np.logical_or.reduce(list(masks.values()))
 
-    foreground = np.any(images != 0, axis=0)
+    foreground = differs_from_background(images)  # z-scored data has a non-zero background
     slices = lesion_slices(union(true) if true is not None else None, union(predicted), n_slices,
                            fallback=foreground)
     crop_x, crop_y = _crop(foreground)
