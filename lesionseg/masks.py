@@ -25,6 +25,8 @@ def mask_volume_ml(mask: np.ndarray, affine: np.ndarray) -> float:
     return float(np.count_nonzero(mask) * abs(np.linalg.det(affine[:3, :3])) / 1000.0)
 
 
+# Brain where a given brain mask exceeds this (masks come as 0/1, 0/255, about 1.0 or resampled floats).
+GIVEN_MASK_THRESHOLD = 0.5
 # A value is the background when it fills at least this fraction of the volume's border.
 BACKGROUND_BORDER_FRACTION = 0.9
 

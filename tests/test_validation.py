@@ -233,6 +233,14 @@ def test_bad_given_masks_are_explained(tmp_path, mask, affine, message):
     assert problem.file.endswith("_brainmask.nii.gz") and message in problem.problem, problem
 
 
+def test_an_unreadable_given_mask_is_explained(tmp_path):
+    make_subject(tmp_path)
+    (tmp_path / SUBJECT / f"{SUBJECT}_brainmask.nii.gz").write_bytes(b"\x1f\x8b\x08 truncated")
+    problem = only_problem(build(tmp_path, **mask_entry(tmp_path)))
+    assert problem.file.endswith("_brainmask.nii.gz") and "unreadable brain mask" in problem.problem
+    assert "re-copy" in problem.hint
+
+
 def test_a_given_mask_of_implausible_volume_is_explained(tmp_path):
     make_subject(tmp_path)
     write_mask(tmp_path, np.ones(SHAPE))

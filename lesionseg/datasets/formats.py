@@ -436,7 +436,7 @@ FORMATS: dict[str, FormatPreset] = {
         ("t1",),
         "binary",
         _discover_atlas2,
-        "ATLAS v2.0 (BIDS): [Training|Testing/]R0XX/sub-rXXXsYYY/ses-1/anat/*_T1w.nii.gz, "
+        "ATLAS v2.0 (BIDS): [Training|Testing/]R<NNN>/sub-r<NNN>s<NNN>/ses-1/anat/*_T1w.nii.gz, "
         "truth *_label-L_desc-T1lesion_mask.nii.gz",
     ),
     "msseg2016": FormatPreset(

@@ -12,9 +12,9 @@ from pathlib import Path
 import numpy as np
 
 from lesionseg.datasets.formats import SubjectFiles
-from lesionseg.io import Header, ImageReadError, read_image
+from lesionseg.io import Header, ImageReadError, Volume, read_image
 from lesionseg.labels import LabelScheme
-from lesionseg.masks import mask_volume_ml
+from lesionseg.masks import GIVEN_MASK_THRESHOLD, mask_volume_ml
 
 # Grids agree when spacings differ by less than this fraction and the affines
 # (rotation/zoom in mm, origin in mm) by less than this many mm.
@@ -62,6 +62,20 @@ def _spatial_dims_problem(header: Header) -> str | None:
     return f"expected a 3D image, got shape {shape}"
 
 
+def _read_3d(path: Path, dtype, what: str, report) -> Volume | None:
+    """The image at ``path``, or None after reporting why it is unreadable or not 3D (``what``: e.g. 'label map')."""
+    try:
+        volume = read_image(path, dtype=dtype)
+    except ImageReadError as err:
+        report(path, f"unreadable {what} ({err})", f"Check that the {what} file is a complete NIfTI/MetaImage "
+               "(re-copy it).")
+        return None
+    if problem := _spatial_dims_problem(volume.header):
+        report(path, problem, f"Give the {what} as one 3D image.")
+        return None
+    return volume
+
+
 def validate_subject(
     dataset: str, files: SubjectFiles, scheme: LabelScheme | None, reference: str | None = None,
     coregistered: bool = False, brain_volume_ml: tuple[float, float] | None = None,
@@ -91,15 +105,10 @@ def validate_subject(
                 "Add the file, or leave the subject out with 'exclude:' in the dataset's config.",
             )
             continue
-        try:
-            volume = read_image(path, dtype=np.float32)
-        except ImageReadError as err:
-            report(path, f"unreadable ({err})", "Check that the file is a complete NIfTI/MetaImage (re-copy it).")
+        volume = _read_3d(path, np.float32, f"{modality} image", report)
+        if volume is None:
             continue
         header = volume.header
-        if problem := _spatial_dims_problem(header):
-            report(path, problem, "Give one 3D volume per modality.")
-            continue
         if grid is None:
             grid = (modality, header)
         elif not coregistered and (difference := _grid_difference(grid[1], header)):
@@ -139,15 +148,10 @@ def _non_integral_values(values: np.ndarray, limit: int = 5) -> list[float] | No
 
 
 def _validate_label(path: Path, grid: tuple[str, Header] | None, scheme: LabelScheme | None, report) -> None:
-    try:
-        volume = read_image(path, dtype=None)
-    except ImageReadError as err:
-        report(path, f"unreadable label map ({err})", "Check that the label file is complete (re-copy it).")
+    volume = _read_3d(path, None, "label map", report)
+    if volume is None:
         return
     header, labels = volume.header, volume.data
-    if problem := _spatial_dims_problem(header):
-        report(path, problem, "Give the truth as one 3D label map.")
-        return
     if grid is not None and (difference := _grid_difference(grid[1], header)):
         report(path, f"label map not on the grid of {grid[0]!r}: {difference}", "Resample the label map "
                f"to the grid of {grid[0]!r} with nearest-neighbour interpolation.")
@@ -175,13 +179,8 @@ def _validate_mask(path: Path, grid: tuple[str, Header] | None, volume_range_ml:
         report(path, "brain mask not found", "Check the dataset's 'mask:' template, or leave the subject out "
                "with 'exclude:'.")
         return
-    try:
-        volume = read_image(path, dtype=np.float32)
-    except ImageReadError as err:
-        report(path, f"unreadable brain mask ({err})", "Check that the mask file is complete (re-copy it).")
-        return
-    if problem := _spatial_dims_problem(volume.header):
-        report(path, problem, "Give the brain mask as one 3D image.")
+    volume = _read_3d(path, np.float32, "brain mask", report)
+    if volume is None:
         return
     if grid is not None and (difference := _grid_difference(grid[1], volume.header)):
         report(path, f"brain mask not on the grid of {grid[0]!r}: {difference}",
@@ -190,10 +189,10 @@ def _validate_mask(path: Path, grid: tuple[str, Header] | None, volume_range_ml:
     if not np.isfinite(volume.data).all():
         report(path, "brain mask has NaN or infinite voxels", "Fix or replace the mask file.")
         return
-    brain = volume.data > 0.5
+    brain = volume.data > GIVEN_MASK_THRESHOLD
     if not brain.any():
-        report(path, f"brain mask is empty (no voxel > 0.5; maximum {float(volume.data.max()):g})",
-               "The brain is where the mask is > 0.5: give a mask with 1 (or 255) inside the brain.")
+        report(path, f"brain mask is empty (no voxel > {GIVEN_MASK_THRESHOLD:g}; maximum "
+               f"{float(volume.data.max()):g})", f"The brain is where the mask is > {GIVEN_MASK_THRESHOLD:g}: give a mask with 1 (or 255) inside it.")
         return
     if volume_range_ml is not None:
         volume_ml = mask_volume_ml(brain, volume.affine)

@@ -41,6 +41,12 @@ def canonical_orientation(affine: np.ndarray) -> np.ndarray:
     return orientation
 
 
+def _axes_and_signs(orientation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each preprocessing axis of a signed permutation: the original axis it runs along, and its direction."""
+    axes = np.abs(orientation).argmax(axis=0)
+    return axes, np.sign(orientation[axes, np.arange(3)])
+
+
 @dataclass(frozen=True)
 class GridGeometry:
     """How the preprocessing grid sits in the subject's original grid."""
@@ -111,9 +117,7 @@ def preprocessing_grid(
     axis-permuted copy of a subject gets the same grid (and the same image).
     """
     orientation = canonical_orientation(original_affine)
-    # For each preprocessing axis: the original axis it runs along, and in which direction.
-    axes = np.abs(orientation).argmax(axis=0)
-    signs = orientation[axes, np.arange(3)]
+    axes, signs = _axes_and_signs(orientation)
     original_spacing = np.linalg.norm(original_affine[:3, :3], axis=0)
     step = spacing_mm / original_spacing[axes]
     same = np.isclose(step, 1.0, rtol=SAME_SPACING_RTOL, atol=0)
@@ -141,11 +145,10 @@ def preprocessing_grid(
 def canonical_grid(shape: tuple[int, ...], affine: np.ndarray) -> GridGeometry:
     """The whole original grid in canonical (RAS+) axis order: an exact transpose and flip, for display."""
     orientation = canonical_orientation(affine)
-    axes = np.abs(orientation).argmax(axis=0)
-    start = np.array([shape[a] - 1 if orientation[a, k] < 0 else 0 for k, a in enumerate(axes)], dtype=float)
-    ordered = np.zeros(3)
-    ordered[axes] = start
-    return GridGeometry(tuple(shape[:3]), np.asarray(affine, dtype=float), ordered, np.ones(3),
+    axes, _ = _axes_and_signs(orientation)
+    # A reversed original axis starts at its last voxel (each row of the permutation holds that axis's sign).
+    start = np.where(orientation.sum(axis=1) < 0, np.asarray(shape[:3]) - 1.0, 0.0)
+    return GridGeometry(tuple(shape[:3]), np.asarray(affine, dtype=float), start, np.ones(3),
                         tuple(int(shape[a]) for a in axes), orientation)
 
 
@@ -167,10 +170,10 @@ def _is_signed_permutation(matrix: np.ndarray) -> bool:
 
 def _permuted_copy(data: np.ndarray, start: np.ndarray, matrix: np.ndarray, shape, cval: float) -> np.ndarray:
     """``out[i] = data[start + matrix @ i]`` for a signed permutation ``matrix``: transpose, flip, crop or pad."""
-    axes = np.abs(matrix).argmax(axis=0)
+    axes, signs = _axes_and_signs(matrix)
     view, view_start = np.transpose(data, axes), start[axes].copy()
     for k in range(3):
-        if matrix[axes[k], k] < 0:
+        if signs[k] < 0:
             view = np.flip(view, axis=k)
             view_start[k] = data.shape[axes[k]] - 1 - view_start[k]
     return _shifted_copy(view, view_start, shape, cval)

@@ -19,8 +19,14 @@ from pathlib import Path
 import numpy as np
 from scipy import ndimage as ndi
 
+from lesionseg.datasets.validation import AFFINE_ATOL_MM
 from lesionseg.io import Volume, read_image, write_nifti
-from lesionseg.masks import BACKGROUND_BORDER_FRACTION, border_background, mask_volume_ml
+from lesionseg.masks import (
+    BACKGROUND_BORDER_FRACTION,
+    GIVEN_MASK_THRESHOLD,
+    border_background,
+    mask_volume_ml,
+)
 from lesionseg.preprocessing.ants_bridge import from_ants, seed_registrations, to_ants
 
 log = logging.getLogger(__name__)
@@ -61,18 +67,15 @@ def check_plausible(mask: np.ndarray, affine: np.ndarray, volume_range_ml: tuple
     return volume
 
 
-# Brain where a given mask exceeds this (masks come as 0/1, 0/255 or resampled floats).
-GIVEN_MASK_THRESHOLD = 0.5
-
-
-def mask_from_brain_only(images: np.ndarray, modalities: Sequence[str] | None = None) -> np.ndarray:
+def mask_from_brain_only(images: np.ndarray, channel_names: Sequence[str] | None = None) -> np.ndarray:
     """Brain-only data (BraTS, ISLES): every voxel where any channel differs from its background.
 
     ``images``: (x, y, z, c). Each channel's background is the value filling its
     border (:func:`border_background`); a channel without one (a head with its
-    skull, noise around the brain) is an error that says how to give masks.
+    skull, noise around the brain) is an error that names it (``channel_names``,
+    e.g. modality and file) and says how to give masks.
     """
-    names = list(modalities) if modalities is not None else [f"channel {c}" for c in range(images.shape[-1])]
+    names = list(channel_names or (f"channel {c}" for c in range(images.shape[-1])))
     brain = np.zeros(images.shape[:3], dtype=bool)
     for c, name in enumerate(names):
         background = border_background(images[..., c])
@@ -88,9 +91,12 @@ def mask_from_brain_only(images: np.ndarray, modalities: Sequence[str] | None = 
 
 
 def mask_as_given(mask: Volume, shape: tuple[int, ...], affine: np.ndarray, path: str | os.PathLike) -> np.ndarray:
-    """A dataset's own brain mask (brain where it is > 0.5), checked against the subject's grid; not cleaned."""
+    """A dataset's own brain mask (brain where it is > 0.5), checked against the subject's grid; not cleaned.
+
+    Validation checked the grid already; this guards a mask replaced since.
+    """
     data = mask.data[..., 0] if mask.data.ndim == 4 else mask.data
-    if data.shape != tuple(shape[:3]) or not np.allclose(mask.affine, affine, atol=1e-2):
+    if data.shape != tuple(shape[:3]) or not np.allclose(mask.affine, affine, atol=AFFINE_ATOL_MM):
         raise SkullStripError(f"the brain mask {path} is not on the grid of the subject's images")
     return data > GIVEN_MASK_THRESHOLD
 
