@@ -23,10 +23,16 @@ import numpy as np
 
 @dataclass(frozen=True)
 class LabelClass:
-    """One network class and the raw label values it stands for."""
+    """One network class, the raw label values it stands for, and the names the same tissue has in other
+    schemes (a model trained on one scheme is applied to data of another by class name)."""
 
     name: str
     raw_values: tuple[int, ...]
+    aliases: tuple[str, ...] = ()
+
+    def matches(self, other: LabelClass) -> bool:
+        """Whether ``other`` (of another scheme) is the same tissue: same name, or one's alias is the other."""
+        return self.name == other.name or self.name in other.aliases or other.name in self.aliases
 
 
 @dataclass(frozen=True)
@@ -100,18 +106,28 @@ class LabelScheme:
         return np.isin(raw, sorted(self.regions[region]))
 
     def describe(self) -> dict[str, Any]:
-        """Plain-data form, stored with models and reports."""
-        return {
+        """Plain-data form, stored with models and reports (read back by :func:`scheme_from_config`)."""
+        described: dict[str, Any] = {
             "name": self.name,
             "classes": {c.name: list(c.raw_values) for c in self.classes},
             "regions": {r: sorted(v) for r, v in self.regions.items()},
         }
+        aliases = {c.name: list(c.aliases) for c in self.classes if c.aliases}
+        if aliases:
+            described["aliases"] = aliases
+        return described
 
 
-def _scheme(name: str, classes: Mapping[str, list[int]], regions: Mapping[str, list[int]]) -> LabelScheme:
+def _scheme(name: str, classes: Mapping[str, list[int]], regions: Mapping[str, list[int]],
+            aliases: Mapping[str, list[str]] | None = None) -> LabelScheme:
+    aliases = aliases or {}
+    unknown = sorted(set(aliases) - set(classes))
+    if unknown:
+        raise ValueError(f"label scheme {name!r}: aliases given for classes {unknown} it does not have")
     return LabelScheme(
         name=name,
-        classes=tuple(LabelClass(n, tuple(int(v) for v in vals)) for n, vals in classes.items()),
+        classes=tuple(LabelClass(n, tuple(int(v) for v in vals), tuple(aliases.get(n, ())))
+                      for n, vals in classes.items()),
         regions={r: frozenset(int(v) for v in vals) for r, vals in regions.items()},
     )
 
@@ -128,12 +144,15 @@ LABEL_SCHEMES: dict[str, LabelScheme] = {
         "brats2021",
         {"background": [0], "necrotic_non_enhancing": [1], "edema": [2], "enhancing": [4]},
         {"WT": [1, 2, 4], "TC": [1, 4], "ET": [4]},
+        {"necrotic_non_enhancing": ["necrosis", "non_enhancing", "netc"], "edema": ["snfh"]},
     ),
     # BraTS 2023+: 1 NETC, 2 SNFH, 3 ET; 4 resection cavity in the 2024 post-treatment data.
+    # NETC is 2021's necrotic and non-enhancing core, SNFH its edema (BraTS 2023 label description).
     "brats2023": _scheme(
         "brats2023",
         {"background": [0], "netc": [1], "snfh": [2], "enhancing": [3], "resection_cavity": [4]},
         {"WT": [1, 2, 3], "TC": [1, 3], "ET": [3], "RC": [4]},
+        {"netc": ["necrotic_non_enhancing", "necrosis", "non_enhancing"], "snfh": ["edema"]},
     ),
     # ISLES 2015 and any single-lesion dataset.
     "binary": _scheme("binary", {"background": [0], "lesion": [1]}, {"lesion": [1]}),
@@ -158,4 +177,36 @@ def scheme_from_config(spec: str | Mapping[str, Any], name: str = "custom") -> L
             ) from None
     classes = dict(spec["classes"])
     regions = spec.get("regions") or {n: v for n, v in list(classes.items())[1:]}
-    return _scheme(name, classes, regions)
+    return _scheme(name, classes, regions, spec.get("aliases"))
+
+
+def class_mapping(source: LabelScheme, target: LabelScheme, class_map: Mapping[str, str] | None = None) -> list[int]:
+    """For each class of ``source`` (a model's), the index of the same class in ``target`` (a dataset's).
+
+    Classes match by name or alias (the first matching target class is taken: a BraTS 2021 model's
+    necrotic/non-enhancing core becomes BRATS 2013's necrosis); ``class_map`` (source name -> target name)
+    decides where names differ. Background maps to background. Raises naming every class that cannot be mapped.
+    """
+    class_map = dict(class_map or {})
+    unknown = sorted(set(class_map) - set(source.class_names))
+    if unknown:
+        raise ValueError(f"class_map names {unknown}, which the model's scheme {source.name!r} does not have "
+                         f"(it has {list(source.class_names)})")
+    mapping, unmapped = [0], []
+    for cls in source.classes[1:]:
+        if cls.name in class_map:
+            wanted = class_map[cls.name]
+            if wanted not in target.class_names:
+                raise ValueError(f"class_map: {cls.name} -> {wanted!r}, which is not a class of {target.name!r} "
+                                 f"(it has {list(target.class_names)})")
+            mapping.append(target.class_names.index(wanted))
+            continue
+        index = next((i for i, other in enumerate(target.classes) if cls.matches(other)), None)
+        if index is None:
+            unmapped.append(cls.name)
+        mapping.append(index)
+    if unmapped:
+        raise ValueError(f"classes {unmapped} of the model's scheme {source.name!r} have no class of the same name in "
+                         f"{target.name!r} (it has {list(target.class_names)}); map them with "
+                         f"class_map: {{{unmapped[0]}: <one of {list(target.class_names[1:])}>}}")
+    return mapping

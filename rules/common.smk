@@ -9,32 +9,38 @@ from pathlib import Path
 
 from lesionseg import resources as estimates
 from lesionseg.datasets import SUBJECT_ID, SYNTHETIC_KINDS, datasets_from_config, synthetic_subject_files
+from lesionseg.datasets.applied import applied_links
 from lesionseg.datasets.manifest import LABEL_COLUMN, MASK_COLUMN, read_manifest
+from lesionseg.datasets.splits import fold_name, fold_of, fold_validation, split_fractions
 from lesionseg.inference.methods import (CRF_SUFFIX, PP_SUFFIX, dataset_methods, dataset_model_names,
-                                         dataset_networks, resolve_ensembles, split_postprocessing)
+                                         dataset_networks, fold_count, pretrained_models, resolve_ensembles,
+                                         split_method, split_postprocessing)
 from lesionseg.preprocessing.settings import SYNTHETIC_TEMPLATE, fingerprint
 from lesionseg.training.settings import resolve_models, sampling_plan
 
 DATASETS = datasets_from_config(config)
-MODELS = resolve_models(config)
+MODELS = resolve_models(config)  # the models the workflow trains
+PRETRAINED = pretrained_models(config)  # imported model files, by model name
 ENSEMBLES = resolve_ensembles(config)
-NETWORKS = [*MODELS, *ENSEMBLES]  # what produces probabilities: a model or an ensemble
+NETWORKS = {name: dataset_networks(config, name) for name in DATASETS}  # per dataset, by method name
+APPLIED = applied_links(config, DATASETS)  # (dataset, network) -> channels, classes, fingerprint
 NOTHING = "(?!x)x"  # a regex that matches no name
 
 
 def one_of(names):
     """A wildcard constraint matching exactly these names."""
-    return "|".join(sorted(map(re.escape, names))) or NOTHING
+    return "|".join(sorted(map(re.escape, set(names)))) or NOTHING
 
 
-PROBABILITY_METHOD = f"(?:{one_of(NETWORKS)})(?:{re.escape(CRF_SUFFIX)})?"  # a method with a probability map
+INFERRED = one_of(n for networks in NETWORKS.values() for n, net in networks.items() if not net.is_ensemble)
+AVERAGED = one_of(n for networks in NETWORKS.values() for n, net in networks.items() if net.is_ensemble)
+PROBABILITY_METHOD = f"(?:{INFERRED}|{AVERAGED})(?:{re.escape(CRF_SUFFIX)})?"  # a method with a probability map
 
 
 wildcard_constraints:
     dataset=one_of(DATASETS),
-    model=one_of(MODELS),
-    ensemble=one_of(ENSEMBLES),
-    network=one_of(NETWORKS),
+    model=f"(?:{one_of(MODELS)})(?:/fold[0-9]+)?",  # a trained model, or one fold's model of it
+    network=f"{INFERRED}|{AVERAGED}",
     method=f"{PROBABILITY_METHOD}(?:{re.escape(PP_SUFFIX)})?",
     phase="1|2",
     subject=SUBJECT_ID.pattern.strip("^$"),
@@ -173,12 +179,12 @@ def image_runtime(base, per_mb):
 
 
 def training_mem_mb(wildcards, input):
-    settings = MODELS[wildcards.model].training
+    settings = MODELS[model_name(wildcards.model)].training
     return estimates.training_mem_mb(input.size_mb, len(input.train_images), settings["subjects_per_epoch"])
 
 
 def training_runtime(wildcards, input):
-    settings = MODELS[wildcards.model].training
+    settings = MODELS[model_name(wildcards.model)].training
     return estimates.training_runtime_minutes(settings, int(wildcards.phase), len(input.val_images))
 
 
@@ -204,27 +210,90 @@ def dataset_sampling_plan(wildcards):
             sampling_plan([m.training for m in dataset_models(wildcards.dataset)]).items()}
 
 
-def training_subjects(dataset):
-    """Labelled subjects of the train split."""
-    return [s for s in manifest_subjects(dataset, "train") if manifest_rows(dataset)[s][LABEL_COLUMN]]
+# --- Splits, folds and the models of each fold ---------------------------------------------------------------
 
 
-def validation_subjects(dataset):
+def folds_of(dataset):
+    """The k of the dataset's cross-validation (0: a plain train / val / test split)."""
+    return fold_count(config, dataset)
+
+
+def fold_subjects(dataset, fold):
+    """Labelled subjects of one fold."""
+    return [s for s in manifest_subjects(dataset, fold_name(fold)) if manifest_rows(dataset)[s][LABEL_COLUMN]]
+
+
+def out_of_fold_subjects(dataset):
+    """Every labelled subject of the folds (each segmented by the model of its fold)."""
+    return [s for k in range(folds_of(dataset)) for s in fold_subjects(dataset, k)]
+
+
+def fold_validation_subjects(dataset, fold):
+    """The validation subjects of fold ``fold``'s model: a hashed share of the other folds' subjects."""
+    split = config["datasets"][dataset]["split"]
+    pool = [s for k in range(folds_of(dataset)) if k != fold for s in fold_subjects(dataset, k)]
+    return fold_validation(pool, split_fractions(split)["val"], split.get("seed", 0))
+
+
+def training_subjects(dataset, fold=None):
+    """Labelled subjects of the train split, or those a fold's model trains on (the other folds, less its
+    validation subjects)."""
+    if fold is None:
+        return [s for s in manifest_subjects(dataset, "train") if manifest_rows(dataset)[s][LABEL_COLUMN]]
+    validation = set(fold_validation_subjects(dataset, fold))
+    return [s for k in range(folds_of(dataset)) if k != fold for s in fold_subjects(dataset, k)
+            if s not in validation]
+
+
+def validation_subjects(dataset, fold=None):
+    """Labelled subjects of the val split, or of one fold's model. With folds and no ``fold``: every labelled
+    subject of the folds, whose out-of-fold results choose the CRF parameters and the post-processing of the
+    dataset's networks (as nnU-Net chooses its post-processing on the cross-validation)."""
+    if fold is not None:
+        return fold_validation_subjects(dataset, fold)
+    if folds_of(dataset):
+        return out_of_fold_subjects(dataset)
     return [s for s in manifest_subjects(dataset, "val") if manifest_rows(dataset)[s][LABEL_COLUMN]]
+
+
+def test_subjects(dataset):
+    return manifest_subjects(dataset, "test")
+
+
+def model_name(model):
+    """The model of a ``{model}`` wildcard (``deepmedic`` or ``deepmedic/fold2``)."""
+    return model.split("/")[0]
+
+
+def model_fold(model):
+    """The fold of a ``{model}`` wildcard (None without folds)."""
+    return int(model.split("/fold")[1]) if "/fold" in model else None
+
+
+def model_instances(dataset, name):
+    """``{model}`` wildcards of a model trained on a dataset: itself, or one per fold."""
+    k = folds_of(dataset)
+    return [f"{name}/{fold_name(fold)}" for fold in range(k)] if k else [name]
 
 
 def model_dir(dataset, model, phase):
     return f"results/{dataset}/models/{model}/phase{phase}"
 
 
+def final_model(dataset, model):
+    """The model file of the last training phase of a ``{model}`` (a fold's, with folds)."""
+    return f"{model_dir(dataset, model, MODELS[model_name(model)].final_phase)}/model.pt"
+
+
 def training_inputs(wildcards):
     """Preprocessed train and validation subjects, their sample files and the models this one starts from."""
-    dataset, phase = wildcards.dataset, int(wildcards.phase)
-    spec = MODELS[wildcards.model]
+    dataset, phase, fold = wildcards.dataset, int(wildcards.phase), model_fold(wildcards.model)
+    spec = MODELS[model_name(wildcards.model)]
     pre = f"results/{dataset}/preprocessed"
-    train, val = training_subjects(dataset), validation_subjects(dataset)
+    train, val = training_subjects(dataset, fold), validation_subjects(dataset, fold)
     if not train:
-        raise ValueError(f"dataset {dataset!r} has no labelled subject in the train split: adjust 'split:'")
+        where = f"fold {fold}'s training folds" if fold is not None else "the train split"
+        raise ValueError(f"dataset {dataset!r} has no labelled subject in {where}: adjust 'split:'")
     inputs = {
         "train_images": [f"{pre}/{s}/image.nii.gz" for s in train],
         "train_masks": [f"{pre}/{s}/brain_mask.nii.gz" for s in train],
@@ -235,25 +304,62 @@ def training_inputs(wildcards):
         "val_labels": [f"{pre}/{s}/label.nii.gz" for s in val],
     }
     if phase == 2:
-        inputs["previous"] = f"{model_dir(dataset, spec.name, 1)}/model.pt"
-    if spec.first:
-        inputs["first"] = f"{model_dir(dataset, spec.first, MODELS[spec.first].final_phase)}/model.pt"
+        inputs["previous"] = f"{model_dir(dataset, wildcards.model, 1)}/model.pt"
+    if spec.first:  # the cascade's first network of the same fold
+        first = spec.first if fold is None else f"{spec.first}/{fold_name(fold)}"
+        inputs["first"] = final_model(dataset, first)
     return inputs
 
 
 def training_targets(dataset):
     targets = []
     for spec in dataset_models(dataset):
-        for phase in spec.training["phases"]:
-            out = model_dir(dataset, spec.name, phase)
-            targets += [f"{out}/model.pt", f"{out}/history.csv", f"{out}/learning_curve.png"]
+        for model in model_instances(dataset, spec.name):
+            for phase in spec.training["phases"]:
+                out = model_dir(dataset, model, phase)
+                targets += [f"{out}/model.pt", f"{out}/history.csv", f"{out}/learning_curve.png"]
     return targets
 
 
-def final_model(wildcards):
-    """The model file of the model's last training phase."""
-    spec = MODELS[wildcards.model]
-    return f"{model_dir(wildcards.dataset, spec.name, spec.final_phase)}/model.pt"
+# --- Networks: which model files give a dataset's probabilities, and for which subjects ---------------------
+
+
+def network_of(wildcards):
+    return NETWORKS[wildcards.dataset][wildcards.network]
+
+
+def out_of_fold_twin(name):
+    """A dataset's own ``{network}@folds`` -> ``{network}``, whose out-of-fold results tune it; others unchanged."""
+    return name.removesuffix("@folds")
+
+
+def model_files(wildcards):
+    """The model files whose average gives a network's probabilities of a subject: the network's own, the
+    fold model that never saw the subject (out-of-fold), or the k fold models (``@folds``, other datasets)."""
+    network = network_of(wildcards)
+    if network.trained_on is None:
+        return [PRETRAINED[network.model]]
+    source, name = network.trained_on, network.model
+    if not folds_of(source):
+        return [final_model(source, name)]
+    if network.folds or source != wildcards.dataset:
+        return [final_model(source, model) for model in model_instances(source, name)]
+    fold = fold_of(manifest_rows(source)[wildcards.subject]["split"])
+    if fold is None:
+        raise ValueError(f"dataset {source!r}: subject {wildcards.subject} is in no fold; {name}@folds segments it")
+    return [final_model(source, f"{name}/{fold_name(fold)}")]
+
+
+def inference_link(wildcards):
+    """How the network's inputs and outputs fit the dataset: the fingerprint its data must have, its channels
+    among the dataset's and its classes among the dataset's (None: the same)."""
+    link = APPLIED.get((wildcards.dataset, wildcards.network))
+    n_classes = DATASETS[wildcards.dataset].scheme.n_classes
+    if link is None:
+        return {"fingerprint": preprocessing_fingerprint(wildcards), "channels": None, "classes": None,
+                "n_classes": n_classes}
+    return {"fingerprint": link.fingerprint, "channels": link.channels, "classes": link.classes,
+            "n_classes": n_classes}
 
 
 def inference_settings(wildcards):
@@ -264,7 +370,36 @@ def inference_settings(wildcards):
 
 def ensemble_members(wildcards):
     return [f"results/{wildcards.dataset}/inference/{m}/{wildcards.subject}.nii.gz"
-            for m in ENSEMBLES[wildcards.ensemble]]
+            for m in network_of(wildcards).members]
+
+
+def method_subjects(dataset, method):
+    """The subjects a method segments (and is scored on): the test split; with folds, every labelled subject of
+    the folds for the dataset's own networks (out-of-fold), the rest for ``@folds``, and every subject for
+    networks trained elsewhere (they saw none)."""
+    network = NETWORKS[dataset][split_method(method)[0]]
+    if not folds_of(dataset):
+        return test_subjects(dataset)
+    if network.trained_on == dataset:
+        return test_subjects(dataset) if network.folds else out_of_fold_subjects(dataset)
+    return manifest_subjects(dataset)
+
+
+def crf_tuned_on(dataset, network):
+    """``(dataset, network)`` whose tuned CRF parameters a network uses, or None (the configured ones, or a
+    model file's own). Networks trained elsewhere use those tuned where they were trained, unless
+    crf: {tune: {applied_models: target}} and this dataset has labelled validation subjects."""
+    tune = config["crf"]["tune"]
+    if not (config["crf"]["enabled"] and tune["enabled"]):
+        return None
+    net = NETWORKS[dataset][network]
+    if net.trained_on == dataset:
+        return dataset, out_of_fold_twin(network)
+    if tune["applied_models"] == "target" and validation_subjects(dataset):
+        return dataset, network
+    if net.trained_on is None:
+        return None
+    return net.trained_on, net.model
 
 
 def crf_tuning_inputs(wildcards):
@@ -290,13 +425,18 @@ def crf_inputs(wildcards):
         "image": f"{OUT}/image.nii.gz".format(**wildcards),
         "mask": f"{OUT}/brain_mask.nii.gz".format(**wildcards),
     }
-    if config["crf"]["tune"]["enabled"]:
-        inputs["parameters"] = f"results/{wildcards.dataset}/crf/{wildcards.network}/parameters.yaml"
+    tuned = crf_tuned_on(wildcards.dataset, wildcards.network)
+    if tuned is not None:
+        inputs["parameters"] = "results/{}/crf/{}/parameters.yaml".format(*tuned)
     return inputs
 
 
 def crf_parameters(wildcards):
-    """The configured CRF parameters, used as given or as the tuning's first trial."""
+    """The CRF parameters used when none are tuned (a model file's own, else the configured ones), and the
+    tuning's first trial."""
+    link = APPLIED.get((wildcards.dataset, wildcards.network))
+    if link is not None and link.crf_parameters is not None:
+        return dict(link.crf_parameters)
     return config["crf"]["parameters"]
 
 
@@ -308,6 +448,19 @@ def methods_of(dataset):
 def postprocessed_methods(dataset):
     """The dataset's methods that get a post-processed twin (none without labelled validation subjects)."""
     return [split_postprocessing(m)[0] for m in methods_of(dataset) if split_postprocessing(m)[1]]
+
+
+def chosen_here(dataset):
+    """The methods whose post-processing is chosen on this dataset's validation subjects (``@folds`` methods
+    take their out-of-fold twin's choice)."""
+    return [m for m in postprocessed_methods(dataset) if out_of_fold_twin(split_method(m)[0]) == split_method(m)[0]]
+
+
+def postprocessing_choice(wildcards):
+    """The file of the post-processing chosen for a method."""
+    network, crf = split_method(wildcards.method)
+    method = out_of_fold_twin(network) + (CRF_SUFFIX if crf else "")
+    return f"results/{wildcards.dataset}/postprocessing/{method}.yaml"
 
 
 def postprocessing_choice_inputs(wildcards):
@@ -325,31 +478,27 @@ def postprocessing_choice_inputs(wildcards):
 
 def postprocessing_targets(dataset):
     """The table of the dataset's post-processing choices (it needs every choice)."""
-    if not postprocessed_methods(dataset):
+    if not chosen_here(dataset):
         return []
     return [f"results/{dataset}/postprocessing/summary.{ext}" for ext in ("csv", "html")]
 
 
 def segmentation_targets(dataset):
-    """Segmentations of every method for every test subject, on the original grid, and the probability maps of
-    the methods that have one (the post-processing changes only the segmentation)."""
+    """Segmentations of every method for each subject it segments, on the original grid, and the probability maps
+    of the methods that have one (the post-processing changes only the segmentation)."""
     targets = []
     for method in methods_of(dataset):
-        for subject in test_subjects(dataset):
+        for subject in method_subjects(dataset, method):
             targets.append(f"results/{dataset}/segmentations/{method}/{subject}.nii.gz")
             if not split_postprocessing(method)[1]:
                 targets.append(f"results/{dataset}/probabilities/{method}/{subject}.nii.gz")
     return targets
 
 
-def test_subjects(dataset):
-    return manifest_subjects(dataset, "test")
-
-
 def evaluation_inputs(wildcards):
-    """A method's segmentations of the test subjects, and the truth of those that have one."""
+    """A method's segmentations of its subjects, and the truth of those that have one."""
     dataset, rows = wildcards.dataset, manifest_rows(wildcards.dataset)
-    subjects = test_subjects(dataset)
+    subjects = method_subjects(dataset, wildcards.method)
     return {
         "segmentations": [f"results/{dataset}/segmentations/{wildcards.method}/{s}.nii.gz" for s in subjects],
         "truths": [rows[s][LABEL_COLUMN] for s in subjects if rows[s][LABEL_COLUMN]],
@@ -357,7 +506,7 @@ def evaluation_inputs(wildcards):
 
 
 def overlay_inputs(wildcards):
-    """A test subject's input images, a method's segmentation, and the truth if there is one."""
+    """A subject's input images, a method's segmentation, and the truth if there is one."""
     inputs = {
         "images": images_on_reference_grid(wildcards),
         "segmentation": f"results/{wildcards.dataset}/segmentations/{wildcards.method}/{wildcards.subject}.nii.gz",
@@ -369,15 +518,27 @@ def overlay_inputs(wildcards):
 
 
 def evaluation_targets(dataset):
-    """Per-method tables, the dataset's summaries and an overlay per method and test subject."""
-    subjects, methods = test_subjects(dataset), methods_of(dataset)
-    if not subjects or not methods:
+    """Per-method tables, the dataset's summaries and an overlay per method and subject it segments."""
+    methods = [m for m in methods_of(dataset) if method_subjects(dataset, m)]
+    if not methods:
         return []
     targets = [f"results/{dataset}/evaluation/{method}/per_subject.csv" for method in methods]
     targets += [f"results/{dataset}/evaluation/summary.{ext}" for ext in ("csv", "md", "html")]
-    targets += [f"results/{dataset}/figures/overlays/{m}/{s}.png" for m in methods for s in subjects]
+    targets += [f"results/{dataset}/figures/overlays/{m}/{s}.png" for m in methods for s in method_subjects(dataset, m)]
     targets.append(f"results/{dataset}/runtimes.csv")
     return targets
+
+
+def probability_subjects(dataset, method):
+    """Subjects whose probabilities of a method (a network, or one + crf) are needed: those it segments, and the
+    validation subjects where its CRF is tuned or its post-processing chosen on them."""
+    subjects = list(method_subjects(dataset, method))
+    network, crf = split_method(method)
+    needs_validation = method in chosen_here(dataset) or (not crf and crf_tuned_on(dataset, network) == (dataset,
+                                                                                                           network))
+    if needs_validation:
+        subjects += [s for s in validation_subjects(dataset) if s not in subjects]
+    return subjects
 
 
 def benchmark_files(wildcards):
@@ -388,20 +549,19 @@ def benchmark_files(wildcards):
     if DATASETS[dataset].preprocessing["coregister"]["enabled"]:
         steps.insert(0, "coregister")
     files = [f"benchmarks/{dataset}/{step}/{s}.tsv" for step in steps for s in subjects]
-    files += [f"benchmarks/{dataset}/train_model/{m.name}/phase{p}.tsv"
-              for m in dataset_models(dataset) for p in m.training["phases"]]
-    tested = test_subjects(dataset)
-    validated = [s for s in validation_subjects(dataset) if s not in tested]
-    # The post-processing is chosen on the validation subjects' results of every network, with and without CRF.
-    segmented = tested + (validated if any(split_postprocessing(m)[1] for m in methods_of(dataset)) else [])
-    networks = dataset_networks(config, dataset)
-    inferred = list(segmented)
+    files += [f"benchmarks/{dataset}/train_model/{model}/phase{p}.tsv" for m in dataset_models(dataset)
+              for model in model_instances(dataset, m.name) for p in m.training["phases"]]
+    networks = NETWORKS[dataset]
+    inferred = {name: set(probability_subjects(dataset, name)) for name, net in networks.items()}
+    for name, net in networks.items():  # an ensemble needs its members' probabilities of its subjects
+        for member in net.members:
+            inferred[member] |= inferred[name]
     if config["crf"]["enabled"]:
-        if config["crf"]["tune"]["enabled"]:
-            inferred += [s for s in validated if s not in inferred]
-            files += [f"benchmarks/{dataset}/tune_crf/{n}.tsv" for n in networks]
-        files += [f"benchmarks/{dataset}/crf/{n}/{s}.tsv" for n in networks for s in segmented]
-    files += [f"benchmarks/{dataset}/infer/{m.name}/{s}.tsv" for m in dataset_models(dataset) for s in inferred]
+        files += [f"benchmarks/{dataset}/tune_crf/{n}.tsv" for n in networks if crf_tuned_on(dataset, n) == (dataset, n)]
+        files += [f"benchmarks/{dataset}/crf/{n}/{s}.tsv" for n in networks
+                  for s in probability_subjects(dataset, n + CRF_SUFFIX)]
+    files += [f"benchmarks/{dataset}/infer/{n}/{s}.tsv" for n, net in networks.items() if not net.is_ensemble
+              for s in sorted(inferred[n])]
     return files
 
 

@@ -9,8 +9,9 @@ rule evaluate:
     log:
         "logs/{dataset}/evaluate/{method}.log",
     params:
-        subjects=lambda wc: test_subjects(wc.dataset),
-        labelled=lambda wc: [bool(manifest_rows(wc.dataset)[s][LABEL_COLUMN]) for s in test_subjects(wc.dataset)],
+        subjects=lambda wc: method_subjects(wc.dataset, wc.method),
+        labelled=lambda wc: [bool(manifest_rows(wc.dataset)[s][LABEL_COLUMN])
+                             for s in method_subjects(wc.dataset, wc.method)],
         scheme=lambda wc: DATASETS[wc.dataset].scheme.describe(),
     localrule: True  # seconds of work: not worth a cluster job
     threads: 1

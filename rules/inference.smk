@@ -5,22 +5,24 @@
 
 rule infer:
     input:
-        model=final_model,
+        models=model_files,
         image=f"{OUT}/image.nii.gz",
         mask=f"{OUT}/brain_mask.nii.gz",
     output:
-        probabilities="results/{dataset}/inference/{model}/{subject}.nii.gz",
+        probabilities="results/{dataset}/inference/{network}/{subject}.nii.gz",
     log:
-        "logs/{dataset}/infer/{model}/{subject}.log",
+        "logs/{dataset}/infer/{network}/{subject}.log",
     benchmark:
-        "benchmarks/{dataset}/infer/{model}/{subject}.tsv"
+        "benchmarks/{dataset}/infer/{network}/{subject}.tsv"
+    wildcard_constraints:
+        network=INFERRED,  # a model (or the k models of its folds) given by model files
     params:
-        fingerprint=preprocessing_fingerprint,
+        link=inference_link,
         settings=inference_settings,
     threads: min(8, workflow.cores)
     resources:
         mem_mb=image_mem_mb(2500, 60),
-        runtime=image_runtime(10, 1),
+        runtime=lambda wc, input: int(10 + len(input.models) * input.size_mb),
         gpu=1,
     conda:
         "../envs/training.yaml"
@@ -32,9 +34,11 @@ rule ensemble:
     input:
         members=ensemble_members,
     output:
-        probabilities="results/{dataset}/inference/{ensemble}/{subject}.nii.gz",
+        probabilities="results/{dataset}/inference/{network}/{subject}.nii.gz",
     log:
-        "logs/{dataset}/ensemble/{ensemble}/{subject}.log",
+        "logs/{dataset}/ensemble/{network}/{subject}.log",
+    wildcard_constraints:
+        network=AVERAGED,  # an ensemble: the mean of its member networks' probabilities
     localrule: True  # seconds of work: not worth a cluster job
     threads: 1
     resources:

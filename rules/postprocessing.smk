@@ -32,7 +32,7 @@ rule choose_postprocessing:
 rule postprocess_segmentation:
     input:
         segmentation="results/{dataset}/segmentations/{method}/{subject}.nii.gz",
-        choice="results/{dataset}/postprocessing/{method}.yaml",
+        choice=postprocessing_choice,
     output:
         segmentation="results/{dataset}/segmentations/{method}+pp/{subject}.nii.gz",
     log:
@@ -54,7 +54,7 @@ rule postprocess_segmentation:
 
 rule summarise_postprocessing:
     input:
-        choices=lambda wc: [f"results/{wc.dataset}/postprocessing/{m}.yaml" for m in postprocessed_methods(wc.dataset)],
+        choices=lambda wc: [f"results/{wc.dataset}/postprocessing/{m}.yaml" for m in chosen_here(wc.dataset)],
     output:
         csv="results/{dataset}/postprocessing/summary.csv",
         html=report("results/{dataset}/postprocessing/summary.html", caption="../report/postprocessing.rst",
@@ -62,7 +62,7 @@ rule summarise_postprocessing:
     log:
         "logs/{dataset}/summarise_postprocessing.log",
     params:
-        methods=lambda wc: postprocessed_methods(wc.dataset),
+        methods=lambda wc: chosen_here(wc.dataset),
     localrule: True
     threads: 1
     resources:

@@ -1,4 +1,5 @@
-# Stage 3: training samples per subject, then one training job per (dataset, model, phase).
+# Stage 3: training samples per subject, then one training job per (dataset, model, phase), and per fold with
+# k-fold cross-validation ({model} is then deepmedic/fold0, ...).
 
 
 rule sample_subject:
@@ -41,12 +42,13 @@ rule train_model:
         "benchmarks/{dataset}/train_model/{model}/phase{phase}.tsv"
     params:
         checkpoint=lambda wc: f"results/{wc.dataset}/models/{wc.model}/phase{wc.phase}/checkpoint.pt",
-        spec=lambda wc: asdict(MODELS[wc.model]),
+        spec=lambda wc: asdict(MODELS[model_name(wc.model)]),
         scheme=lambda wc: DATASETS[wc.dataset].scheme.describe(),
         modalities=lambda wc: DATASETS[wc.dataset].modalities,
+        preprocessing=preprocessing_settings,
         fingerprint=preprocessing_fingerprint,
-        train_subjects=lambda wc: training_subjects(wc.dataset),
-        val_subjects=lambda wc: validation_subjects(wc.dataset),
+        train_subjects=lambda wc: training_subjects(wc.dataset, model_fold(wc.model)),
+        val_subjects=lambda wc: validation_subjects(wc.dataset, model_fold(wc.model)),
     threads: min(8, workflow.cores)
     resources:
         mem_mb=training_mem_mb,

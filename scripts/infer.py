@@ -1,4 +1,4 @@
-"""Dense inference of one model on one preprocessed subject (rule infer)."""
+"""Dense inference of one network (its model files' mean) on one preprocessed subject (rule infer)."""
 
 from lesionseg.logs import log_to_file
 from lesionseg.devices import prepare_torch_process
@@ -8,5 +8,8 @@ prepare_torch_process()  # before torch allocates memory or initialises CUDA
 
 from lesionseg.inference.steps import infer_subject
 
-infer_subject(snakemake.input.model, snakemake.input.image, snakemake.input.mask, snakemake.output.probabilities,
-              fingerprint=snakemake.params.fingerprint, settings=snakemake.params.settings, threads=snakemake.threads)
+link = snakemake.params.link
+infer_subject(list(snakemake.input.models), snakemake.input.image, snakemake.input.mask,
+              snakemake.output.probabilities, fingerprint=link["fingerprint"], settings=snakemake.params.settings,
+              threads=snakemake.threads, channels=link["channels"], classes=link["classes"],
+              n_classes=link["n_classes"])

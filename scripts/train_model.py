@@ -33,6 +33,8 @@ job = TrainingJob(
     val=val_subjects,
     previous_phase_model=inputs.get("previous"),
     first_model=inputs.get("first"),
+    dataset=snakemake.wildcards.dataset,
+    preprocessing=dict(params.preprocessing),
 )
 train(job, snakemake.output.model, snakemake.output.history, snakemake.output.curve, params.checkpoint,
       threads=snakemake.threads)

@@ -13,7 +13,7 @@ from lesionseg.labels import LABEL_SCHEMES
 from lesionseg.preprocessing.normalisation import normalise
 from lesionseg.sampling import sample_subject, write_samples
 from lesionseg.synthetic import synthesize_subject
-from lesionseg.training.checkpoints import ModelMismatchError, load_model
+from lesionseg.training.checkpoints import ModelMismatchError, load_model, read_model_file
 from lesionseg.training.loop import SubjectFiles, TrainingJob, train
 from lesionseg.training.settings import training_settings
 
@@ -59,10 +59,10 @@ def run(job_, out, name="p"):
 
 def test_training_lowers_the_loss_and_writes_history_and_curve(subjects, tmp_path):
     paths = run(job(subjects, epochs=4, optimizer={"lr": 3e-3}), tmp_path)
-    saved = torch.load(paths["pt"], weights_only=False)
-    losses = [row["loss"] for row in saved["history"]]
+    saved = read_model_file(paths["pt"])
+    losses = [row["loss"] for row in saved["networks"][0]["history"]]
     assert losses[-1] < losses[0]
-    assert saved["modalities"] == list(MODS) and saved["class_names"][0] == "background"
+    assert saved["modalities"] == list(MODS) and next(iter(saved["scheme"]["classes"])) == "background"
     assert "val_dice_WT" in open(paths["csv"]).readline()
     assert (tmp_path / "p.png").stat().st_size > 5000
 
@@ -88,8 +88,8 @@ def test_resume_after_interruption_gives_the_same_model(subjects, tmp_path, monk
     monkeypatch.setattr(loop, "tqdm", real_tqdm)
     resumed = run(job(subjects, epochs=3), tmp_path / "killed")
 
-    a = torch.load(straight["pt"], weights_only=False)
-    b = torch.load(resumed["pt"], weights_only=False)
+    a = read_model_file(straight["pt"])["networks"][0]
+    b = read_model_file(resumed["pt"])["networks"][0]
     assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
     assert [r["loss"] for r in a["history"]] == [r["loss"] for r in b["history"]]
     # A checkpoint of other settings is not resumed.
@@ -99,8 +99,8 @@ def test_resume_after_interruption_gives_the_same_model(subjects, tmp_path, monk
 def test_phase_two_changes_only_the_output_layer(subjects, tmp_path):
     first = run(job(subjects, epochs=1), tmp_path, "one")
     second = run(job(subjects, phase=2, previous=first["pt"]), tmp_path, "two")
-    before = torch.load(first["pt"], weights_only=False)["state_dict"]
-    after = torch.load(second["pt"], weights_only=False)["state_dict"]
+    before = read_model_file(first["pt"])["networks"][0]["state_dict"]
+    after = read_model_file(second["pt"])["networks"][0]["state_dict"]
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     assert changed and all(k.startswith("classifier.") for k in changed), changed
 
@@ -122,10 +122,10 @@ def havaei_job(subjects, architecture="twopathcnn", first=None, **parameters):
 
 def test_havaei_models_train_on_2d_patches_and_validate_slice_by_slice(subjects, tmp_path):
     first = run(havaei_job(subjects), tmp_path, "two")
-    saved = torch.load(first["pt"], weights_only=False)
+    saved = read_model_file(first["pt"])["networks"][0]
     assert np.isfinite(saved["history"][0]["loss"]) and "val_dice_ET" in saved["history"][0]
     cascade = run(havaei_job(subjects, "inputcascadecnn", first=first["pt"]), tmp_path, "cascade")
-    state = torch.load(cascade["pt"], weights_only=False)["state_dict"]
+    state = read_model_file(cascade["pt"])["networks"][0]["state_dict"]
     # The cascade's first CNN is the trained TwoPathCNN, unchanged by the cascade's training.
     assert all(torch.equal(state[f"first.{k}"], v) for k, v in saved["state_dict"].items())
 

@@ -25,6 +25,7 @@ from lesionseg.datasets.formats import (
     template_placeholders,
     vsd_path,
 )
+from lesionseg.datasets.splits import split_fractions
 from lesionseg.labels import LabelScheme, scheme_from_config
 from lesionseg.preprocessing.settings import PreprocessingConfigError, resolve_settings
 
@@ -87,6 +88,11 @@ class Dataset:
     @property
     def is_synthetic(self) -> bool:
         return self.format == "synthetic"
+
+    @property
+    def has_truth(self) -> bool:
+        """Whether the dataset says where truth is (a generic dataset without 'label:' has none)."""
+        return self.format != "generic" or bool(self.entry.get("label"))
 
     @property
     def on_invalid(self) -> str:
@@ -190,8 +196,11 @@ def dataset_from_config(name: str, entry: Mapping[str, Any], results_dir: Path =
     except (ValueError, KeyError) as err:
         raise fail(f"labels: {err}") from err
     split = entry.get("split", {})
-    if "file" not in split and sum(split.get(s, 0) for s in ("train", "val", "test")) <= 0:
+    fractions = split_fractions(split)
+    if "file" not in split and not split.get("folds") and sum(fractions.values()) <= 0:
         raise fail("split fractions are all 0; give train/val/test fractions or a split file")
+    if split.get("folds") and not 0 <= fractions["test"] < 1:
+        raise fail("with folds, the test fraction (held out of every fold) must be below 1")
     try:
         preprocessing = resolve_settings(
             name, fmt, modalities, entry.get("preprocessing", {}),
@@ -203,5 +212,9 @@ def dataset_from_config(name: str, entry: Mapping[str, Any], results_dir: Path =
 
 
 def datasets_from_config(config: Mapping[str, Any], results_dir: Path = RESULTS_DIR) -> dict[str, Dataset]:
-    """All datasets of a validated config, by name."""
-    return {name: dataset_from_config(name, entry, results_dir) for name, entry in config["datasets"].items()}
+    """All datasets of a validated config, by name, each preprocessed as the models applied to it from other
+    datasets or model files were trained (:mod:`lesionseg.datasets.applied`)."""
+    from lesionseg.datasets.applied import resolve_applied
+
+    base = {name: dataset_from_config(name, entry, results_dir) for name, entry in config["datasets"].items()}
+    return resolve_applied(config, base)

@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from lesionseg.datasets import SUBJECT_ID, Dataset
 from lesionseg.datasets.formats import SubjectFiles
-from lesionseg.datasets.splits import assign_splits
+from lesionseg.datasets.splits import assign_splits, fold_name, split_fractions
 from lesionseg.datasets.validation import PROBLEM_FIELDS, Problem, validate_subject
 from lesionseg.io import atomic_path
 
@@ -45,7 +45,9 @@ class Manifest:
         return sorted({p.subject for p in self.problems})
 
     def split_counts(self) -> dict[str, int]:
-        counts = {"train": 0, "val": 0, "test": 0}
+        """Subjects per split (``fold0`` ... instead of train / val with folds)."""
+        counts = {"train": 0, "val": 0, "test": 0} if not self.dataset.entry["split"].get("folds") else \
+            {**{fold_name(k): 0 for k in range(self.dataset.entry["split"]["folds"])}, "test": 0}
         for s in self.subjects:
             counts[self.splits[s.subject]] += 1
         return counts
@@ -148,13 +150,15 @@ def build_manifest(
     splits = assign_splits(
         [s.subject for s in valid],
         [s.subject for s in valid if s.label is not None],
-        split,
+        split_fractions(split),
         split.get("seed", 0),
         split.get("file"),
+        split.get("folds", 0),
     )
+    manifest = Manifest(dataset, valid, splits, problems)
     log.info("%s: %d subjects found, %d valid, splits %s", dataset.name, len(found), len(valid),
-             {k: list(splits.values()).count(k) for k in ("train", "val", "test")})
-    return Manifest(dataset, valid, splits, problems)
+             manifest.split_counts())
+    return manifest
 
 
 def write_manifest(path: str | Path, manifest: Manifest) -> None:

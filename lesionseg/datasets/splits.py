@@ -6,6 +6,12 @@ never changes it. A split file (TSV with columns ``subject`` and ``split``) fixe
 the assignment by hand; subjects it does not list fall back to the hash.
 Subjects without truth cannot be trained or validated on: they go to ``test``,
 where they are segmented but not scored.
+
+With k-fold cross-validation (``folds: k``), a labelled subject is in ``test``
+(held out of every fold, by the same hash and the ``test`` fraction) or in
+``fold0`` ... ``fold{k-1}`` (by a second hash): again a function of its own
+name and the seed alone. The model of fold k trains on the other folds and is
+validated on their subjects whose third hash is below the ``val`` fraction.
 """
 
 from __future__ import annotations
@@ -14,14 +20,53 @@ import csv
 import hashlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
+from typing import Any
 
 SPLITS = ("train", "val", "test")
+FOLD_PREFIX = "fold"
+DEFAULT_FRACTIONS = {"train": 0.7, "val": 0.1, "test": 0.2}
+# With folds every labelled subject not held out is in a fold, so nothing is held out unless asked for;
+# `val` is the share of each fold model's training folds it is validated on.
+DEFAULT_FOLD_FRACTIONS = {"train": 0.0, "val": 0.2, "test": 0.0}
 
 
-def hash_fraction(subject: str, seed: int) -> float:
-    """A uniform number in [0, 1) determined by ``(seed, subject)`` alone."""
-    digest = hashlib.sha256(f"{seed}:{subject}".encode()).digest()
+def split_fractions(split: Mapping[str, Any]) -> dict[str, float]:
+    """The train / val / test fractions of a ``split:`` entry, defaults filled in."""
+    defaults = DEFAULT_FOLD_FRACTIONS if split.get("folds") else DEFAULT_FRACTIONS
+    return {name: float(split.get(name, default)) for name, default in defaults.items()}
+
+
+def hash_fraction(subject: str, seed: int, salt: str = "") -> float:
+    """A uniform number in [0, 1) determined by ``(seed, subject)`` (and ``salt``) alone."""
+    digest = hashlib.sha256(f"{seed}:{salt}{subject}".encode()).digest()
     return int.from_bytes(digest[:8], "big") / 2**64
+
+
+def fold_name(fold: int) -> str:
+    return f"{FOLD_PREFIX}{fold}"
+
+
+def fold_of(split: str) -> int | None:
+    """The fold of a split name (``fold2`` -> 2), None for train / val / test."""
+    return int(split[len(FOLD_PREFIX):]) if split.startswith(FOLD_PREFIX) else None
+
+
+def hash_fold(subject: str, folds: int, test_fraction: float, seed: int) -> str:
+    """``test`` (held out of every fold) or the fold of a labelled subject."""
+    if hash_fraction(subject, seed) < test_fraction:
+        return "test"
+    return fold_name(int(hash_fraction(subject, seed, "fold:") * folds))
+
+
+def fold_validation(subjects: Iterable[str], fraction: float, seed: int) -> list[str]:
+    """The validation subjects among a fold model's training subjects: those whose hash is below ``fraction``,
+    or, when there is none, the one with the smallest hash (every model is validated)."""
+    subjects = sorted(subjects)
+    scores = {s: hash_fraction(s, seed, "val:") for s in subjects}
+    chosen = [s for s in subjects if scores[s] < fraction]
+    if not chosen and len(subjects) > 1 and fraction > 0:
+        chosen = [min(subjects, key=scores.__getitem__)]
+    return chosen
 
 
 def hash_split(subject: str, fractions: Mapping[str, float], seed: int) -> str:
@@ -44,8 +89,10 @@ def read_split_file(path: str | Path) -> dict[str, str]:
             raise ValueError(f"{path}: a split file needs the columns 'subject' and 'split' (tab-separated)")
         assignment = {}
         for line, row in enumerate(reader, start=2):
-            if row["split"] not in SPLITS:
-                raise ValueError(f"{path}, line {line}: split {row['split']!r} is not one of {', '.join(SPLITS)}")
+            if row["split"] not in SPLITS and not (fold_of(row["split"]) is not None
+                                                   and row["split"][len(FOLD_PREFIX):].isdigit()):
+                raise ValueError(f"{path}, line {line}: split {row['split']!r} is not one of {', '.join(SPLITS)} "
+                                 "(or fold0, fold1, ... with folds)")
             assignment[row["subject"]] = row["split"]
     return assignment
 
@@ -56,10 +103,14 @@ def assign_splits(
     fractions: Mapping[str, float],
     seed: int,
     split_file: str | Path | None = None,
+    folds: int = 0,
 ) -> dict[str, str]:
-    """Split of every subject: from ``split_file`` when it lists it, else by hash; unlabelled -> test."""
+    """Split of every subject: from ``split_file`` when it lists it, else by hash; unlabelled -> test.
+    With ``folds``, labelled subjects go to ``test`` or a fold (``fold0`` ...)."""
     fixed = read_split_file(split_file) if split_file else {}
     labelled = set(labelled)
-    return {
-        s: ("test" if s not in labelled else fixed.get(s) or hash_split(s, fractions, seed)) for s in subjects
-    }
+
+    def by_hash(subject: str) -> str:
+        return hash_fold(subject, folds, fractions["test"], seed) if folds else hash_split(subject, fractions, seed)
+
+    return {s: ("test" if s not in labelled else fixed.get(s) or by_hash(s)) for s in subjects}

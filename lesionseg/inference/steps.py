@@ -37,7 +37,7 @@ from lesionseg.inference.postprocessing import (
 from lesionseg.io import Volume, atomic_path, read_image, write_nifti
 from lesionseg.labels import LabelScheme
 from lesionseg.preprocessing.geometry import GridGeometry
-from lesionseg.training.checkpoints import load_model
+from lesionseg.training.checkpoints import build_networks, check_fingerprint, read_model_file
 
 log = logging.getLogger(__name__)
 
@@ -55,26 +55,76 @@ def read_mask(path: PathLike) -> np.ndarray:
     return read_image(path, dtype=None).data > 0
 
 
-def infer_subject(model_path: PathLike, image_path: PathLike, mask_path: PathLike, output: PathLike,
-                  fingerprint: str, settings: Mapping[str, Any], threads: int = 1) -> None:
-    """Dense inference of one saved model on one preprocessed subject."""
+def network_probabilities(names: Sequence[str], networks: Sequence[torch.nn.Module], image: np.ndarray,
+                          mask: np.ndarray, device: torch.device, settings: Mapping[str, Any],
+                          progress: bool = True) -> np.ndarray:
+    """Dense inference of networks on one image ``(c, x, y, z)``: their mean probabilities (float32, summed in
+    float64 as :func:`ensemble_subject` averages files)."""
+    segment = settings["segment_size"]
+    total = None
+    for name, network in zip(names, networks, strict=True):
+        probabilities = predict_volume(
+            network, image, mask, device, tile_output=None if segment == "auto" else int(segment),
+            batch_size=settings["batch_size"], precision=settings["precision"],
+            memory_budget_mb=settings["memory_budget_mb"], progress=progress,
+        )
+        if len(networks) == 1:
+            return probabilities
+        log.info("network %s done", name)
+        total = probabilities.astype(np.float64) if total is None else total + probabilities
+    return (total / len(networks)).astype(np.float32)
+
+
+def load_networks(model_paths: Sequence[PathLike], fingerprint: str | None,
+                  device: torch.device) -> tuple[list[str], list[torch.nn.Module], dict[str, Any]]:
+    """The networks of one or more model files (the k fold models of a model), their names and the first
+    file's contents; refuses files whose training data were preprocessed otherwise."""
+    names, networks, first = [], [], None
+    for path in model_paths:
+        contents = read_model_file(path)
+        check_fingerprint(path, contents, fingerprint)
+        names += [f"{path}:{record['name']}" for record in contents["networks"]]
+        networks += build_networks(contents, device)
+        first = first or contents
+    assert first is not None, "no model file"
+    return names, networks, first
+
+
+def to_dataset_classes(probabilities: np.ndarray, classes: Sequence[int] | None, n_classes: int) -> np.ndarray:
+    """A model's class probabilities as those of a dataset's classes (``classes[i]``: the dataset class of model
+    class i); model classes that map to one dataset class add up."""
+    if classes is None:
+        return probabilities
+    mapped = np.zeros((n_classes, *probabilities.shape[1:]), dtype=np.float32)
+    for source, target in enumerate(classes):
+        mapped[target] += probabilities[source]
+    return mapped
+
+
+def infer_subject(model_paths: Sequence[PathLike], image_path: PathLike, mask_path: PathLike, output: PathLike,
+                  fingerprint: str | None, settings: Mapping[str, Any], threads: int = 1,
+                  channels: Sequence[int] | None = None, classes: Sequence[int] | None = None,
+                  n_classes: int | None = None) -> None:
+    """Dense inference of saved models (their mean) on one preprocessed subject.
+
+    ``channels`` picks the image's channels in the model's order, ``classes`` maps the model's classes onto
+    the dataset's ``n_classes`` (a model trained on another dataset); None: the same.
+    """
     torch.set_num_threads(threads)
     device = default_device()
-    model, metadata = load_model(model_path, fingerprint, device)
+    names, networks, contents = load_networks(model_paths, fingerprint, device)
     image = read_channels_first(image_path)
-    if image.data.shape[0] != metadata["in_channels"]:
-        raise ValueError(f"{image_path}: {image.data.shape[0]} channels, but the model {model_path} was trained on "
-                         f"{metadata['in_channels']} ({', '.join(metadata.get('modalities', []))})")
-    segment = settings["segment_size"]
+    data = image.data if channels is None else np.ascontiguousarray(image.data[list(channels)])
+    expected = contents["networks"][0]["in_channels"]
+    if data.shape[0] != expected:
+        raise ValueError(f"{image_path}: {data.shape[0]} channels, but the model {model_paths[0]} was trained on "
+                         f"{expected} ({', '.join(contents['modalities'])})")
     start = time.perf_counter()
-    probabilities = predict_volume(
-        model, image.data, read_mask(mask_path), device,
-        tile_output=None if segment == "auto" else int(segment), batch_size=settings["batch_size"],
-        precision=settings["precision"], memory_budget_mb=settings["memory_budget_mb"], progress=True,
-    )
-    log.info("%s: dense inference of %s voxels on %s in %.1f s", model_path, "x".join(map(str, image.data.shape[1:])),
-             device, time.perf_counter() - start)
-    write_probabilities(output, probabilities, image.affine)
+    probabilities = network_probabilities(names, networks, data, read_mask(mask_path), device, settings)
+    log.info("%s: dense inference of %s voxels on %s in %.1f s", ", ".join(map(str, model_paths)),
+             "x".join(map(str, data.shape[1:])), device, time.perf_counter() - start)
+    n_classes = n_classes or probabilities.shape[0]
+    write_probabilities(output, to_dataset_classes(probabilities, classes, n_classes), image.affine)
 
 
 def ensemble_subject(member_paths: Sequence[PathLike], output: PathLike) -> None:

@@ -135,7 +135,22 @@ def corrected_modalities(bias_correction: Mapping[str, Any], modalities: tuple[s
     return modalities if chosen == "all" else tuple(m for m in modalities if m in chosen)
 
 
+# The settings that define what a network sees. The others (reference grid, co-registration, skull-stripping,
+# registration seed) say how a dataset's scans become brain-only co-registered images: they stay the dataset's own
+# when a model is applied to it, while these travel with the model.
+MODEL_KEYS = ("bias_correction", "resample", "normalisation")
+
+
+def model_preprocessing(settings: Mapping[str, Any], modalities: tuple[str, ...]) -> dict[str, Any]:
+    """The settings of :data:`MODEL_KEYS`, with the bias-corrected modalities listed (not 'all')."""
+    chosen = {key: copy.deepcopy(settings[key]) for key in MODEL_KEYS}
+    chosen["bias_correction"]["modalities"] = list(corrected_modalities(settings["bias_correction"], modalities))
+    return chosen
+
+
 def fingerprint(settings: Mapping[str, Any], modalities: tuple[str, ...]) -> str:
-    """A short hash of everything that defines the preprocessed images' meaning."""
-    payload = json.dumps({"settings": settings, "modalities": list(modalities)}, sort_keys=True)
+    """A short hash of what defines the preprocessed images' meaning for a network: the channels and the
+    settings of :data:`MODEL_KEYS`."""
+    payload = json.dumps({"settings": model_preprocessing(settings, modalities), "modalities": list(modalities)},
+                         sort_keys=True)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]

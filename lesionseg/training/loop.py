@@ -33,7 +33,8 @@ from lesionseg.io import atomic_path, read_image
 from lesionseg.labels import LabelScheme
 from lesionseg.models import build_model
 from lesionseg.sampling import read_samples
-from lesionseg.training.checkpoints import load_model, save_model
+from lesionseg.training.checkpoints import (load_model, network_record, package_versions, read_model_file,
+                                            save_model_file)
 from lesionseg.training.optim import l1_penalty, learning_rate, make_optimizer, momentum, set_hyperparameters
 from lesionseg.training.patches import IGNORE, augment, cut_segments, load_training_volume, required_pad
 from lesionseg.training.settings import phase_epochs, phase_strategy, sample_set_name
@@ -68,6 +69,8 @@ class TrainingJob:
     val: Sequence[SubjectFiles] = ()
     previous_phase_model: str | None = None
     first_model: str | None = None  # cascades: the trained first network
+    dataset: str = ""
+    preprocessing: dict[str, Any] | None = None  # the full settings, kept in the model file
     history: list[dict[str, Any]] = field(default_factory=list)
 
     @property
@@ -85,13 +88,16 @@ class TrainingJob:
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _metadata(job: TrainingJob, model: nn.Module, **extra: Any) -> dict[str, Any]:
+def _model_file(job: TrainingJob, model: nn.Module, **details: Any) -> dict[str, Any]:
+    """The model file's contents: the network, its labels, inputs, preprocessing and provenance."""
+    network = network_record(model, job.model_name, job.architecture, job.parameters, training=job.settings,
+                             phase=job.phase, **details)
     return {
-        "model_name": job.model_name, "architecture": job.architecture, "parameters": job.parameters,
-        "in_channels": model.in_channels, "n_classes": model.n_classes,
-        "class_names": list(job.scheme.class_names), "scheme": job.scheme.describe(),
-        "modalities": list(job.modalities), "preprocessing_fingerprint": job.fingerprint,
-        "training": job.settings, "phase": job.phase, **extra,
+        "name": job.model_name, "networks": [network], "scheme": job.scheme.describe(),
+        "modalities": list(job.modalities), "preprocessing": job.preprocessing,
+        "preprocessing_fingerprint": job.fingerprint,
+        "provenance": {"dataset": job.dataset, "train_subjects": [s.name for s in job.train],
+                       "val_subjects": [s.name for s in job.val], "versions": package_versions()},
     }
 
 
@@ -221,13 +227,13 @@ def train(job: TrainingJob, model_path: str, history_path: str, curve_path: str,
         log.info("epoch %d: %s", epoch + 1, ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"))
         if score > best_score:
             best_score = score
-            save_model(best_path, model, _metadata(job, model, best_epoch=epoch + 1, best_score=score))
+            save_model_file(best_path, _model_file(job, model, best_epoch=epoch + 1, best_score=score))
         with atomic_path(checkpoint) as tmp:
             torch.save({"identity": job.identity(), "epoch": epoch, "model": model.state_dict(),
                         "optimizer": optimizer.state_dict(), "best_score": best_score, "history": history}, tmp)
-    best = torch.load(best_path, map_location="cpu", weights_only=False)
-    with atomic_path(model_path) as tmp:
-        torch.save({**best, "history": history}, tmp)
+    best = read_model_file(best_path)
+    best["networks"][0]["history"] = history
+    save_model_file(model_path, {k: v for k, v in best.items() if k not in ("format", "format_version")})
     write_history(history_path, history)
     plot_learning_curve(curve_path, history, f"{job.model_name}, phase {job.phase}")
     return {"best_score": best_score, "epochs": len(history)}

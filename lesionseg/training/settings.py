@@ -142,6 +142,11 @@ def resolve_models(config: Mapping[str, Any]) -> dict[str, ModelSpec]:
 
     specs = {}
     for name, entry in config.get("models", {}).items():
+        if "pretrained" in entry:  # imported from a model file: never trained here
+            if entry.get("parameters") or entry.get("training"):
+                raise ConfigError(f"model {name!r}: an imported (pretrained) model has its own parameters and "
+                                  "training; remove 'parameters:' and 'training:'")
+            continue
         architecture = entry["architecture"]
         try:
             parameters = architecture_parameters(architecture, entry.get("parameters"))
@@ -160,11 +165,18 @@ def resolve_models(config: Mapping[str, Any]) -> dict[str, ModelSpec]:
             if first is None or first.architecture != CASCADE_FIRST[spec.architecture]:
                 raise ConfigError(f"model {spec.name!r}: its first network {spec.first!r} must be a "
                                   f"{CASCADE_FIRST[spec.architecture]} model under 'models:'")
+    imported = {name for name, entry in config.get("models", {}).items() if "pretrained" in entry}
     for dataset, entry in config["datasets"].items():
-        for name in entry.get("models", []):
-            if name not in specs:
+        for item in entry.get("models", []):
+            name = item if isinstance(item, str) else item["model"]
+            if name not in specs and name not in imported:
                 raise ConfigError(f"dataset {dataset!r}: model {name!r} is not defined under 'models:'")
-            if specs[name].first and specs[name].first not in entry["models"]:
+            if not isinstance(item, str):
+                if name in imported:
+                    raise ConfigError(f"dataset {dataset!r}: model {name!r} is imported from a file; list it by "
+                                      "its name alone (it was trained_on nothing of this config)")
+                continue
+            if name in specs and specs[name].first and specs[name].first not in entry["models"]:
                 raise ConfigError(f"dataset {dataset!r}: model {name!r} needs its first network "
                                   f"{specs[name].first!r} in the dataset's models too")
     return specs
