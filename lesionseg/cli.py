@@ -1,4 +1,5 @@
-"""The ``lesionseg`` command: check a config and its data; generate a synthetic cohort."""
+"""The ``lesionseg`` command: check a config and its data; generate a synthetic cohort; export a trained model;
+segment a subject with a model file."""
 
 from __future__ import annotations
 
@@ -45,8 +46,11 @@ def check(configfile: Path, threads: int) -> int:
         empty = [k for k, v in counts.items() if v == 0 and k != "test"]
         if empty and labelled:
             note += f"; no subject in {'/'.join(empty)}"
-        print(f"{name:<16} {dataset.format:<10} {found:>6} {labelled:>8} {counts['train']:>6} {counts['val']:>5} "
-              f"{counts['test']:>5}  {note}")
+        folds = {k: v for k, v in counts.items() if k.startswith("fold")}
+        if folds:  # cross-validation: the folds' sizes instead of train / val
+            note = f"{len(folds)} folds of {'/'.join(map(str, folds.values()))} subjects; {note}"
+        print(f"{name:<16} {dataset.format:<10} {found:>6} {labelled:>8} {counts.get('train', '-'):>6} "
+              f"{counts.get('val', '-'):>5} {counts['test']:>5}  {note}")
         problems.extend(manifest.problems)
     if problems:
         print(f"\n{len(problems)} problem(s):\n")
@@ -70,6 +74,53 @@ def synth(kind: str, n: int, seed: int, spacing: float, out: Path) -> int:
     return 0
 
 
+def export_model_command(configfile: Path, dataset: str, model: str, out: Path, directory: Path) -> int:
+    """Write a dataset's trained network as one model file and print what it holds."""
+    from lesionseg.inference.export import export_model
+
+    try:
+        config = load_config(configfile)
+        if dataset not in config["datasets"]:
+            raise ConfigError(f"{configfile}: no dataset {dataset!r} (it has {sorted(config['datasets'])})")
+        summary = export_model(config, dataset, model, out, directory / "results")
+    except ConfigError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    networks = summary["networks"]
+    print(f"wrote {out}: {model} trained on {dataset}, {len(networks)} network(s) "
+          f"({', '.join(sorted({n['architecture'] for n in networks}))}); modalities {summary['modalities']}; "
+          f"classes {list(summary['scheme']['classes'])}; CRF parameters "
+          f"{'tuned' if summary['provenance'].get('crf_tuning') else 'as configured' if summary['crf_parameters'] else 'none'}")
+    print(f"use it in a config as  models: {{{model}: {{pretrained: {out}}}}},  or:  lesionseg predict --model {out} "
+          + " ".join(f"--image {m}=FILE" for m in summary["modalities"]) + " --out DIR")
+    return 0
+
+
+def predict_command(model: Path, images: Sequence[str], out: Path, mask: Path | None, crf: bool, threads: int,
+                    skull_strip: str | None, coregister: bool) -> int:
+    """Segment one subject with a model file."""
+    from lesionseg.inference.predict import predict_subject
+    from lesionseg.preprocessing.steps import PreprocessingError
+
+    by_modality = {}
+    for item in images:
+        modality, sep, path = item.partition("=")
+        if not sep or not modality or not path:
+            print(f"error: --image {item!r}: give MODALITY=FILE, e.g. --image flair=sub-01_FLAIR.nii.gz",
+                  file=sys.stderr)
+            return 2
+        by_modality[modality] = Path(path)
+    logging.getLogger("lesionseg").setLevel(logging.INFO)
+    try:
+        result = predict_subject(model, by_modality, out, mask=mask, crf=crf, threads=threads,
+                                 skull_strip=skull_strip, coregister=coregister)
+    except (ConfigError, PreprocessingError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 1
+    print(f"{result.method}: wrote {result.segmentation} and {result.probabilities}")
+    return 0
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lesionseg", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -82,14 +133,40 @@ def _parser() -> argparse.ArgumentParser:
     synth_cmd.add_argument("--seed", type=int, default=0)
     synth_cmd.add_argument("--spacing", type=float, default=2.0, help="isotropic voxel size in mm")
     synth_cmd.add_argument("--out", type=Path, required=True, help="output folder")
+    export_cmd = commands.add_parser("export-model", help="write a trained network of a workflow as one model file")
+    export_cmd.add_argument("--configfile", type=Path, required=True, help="the workflow config (YAML)")
+    export_cmd.add_argument("--dataset", required=True, help="the dataset it was trained on")
+    export_cmd.add_argument("--model", required=True, help="a model or ensemble of that dataset (or NAME@folds)")
+    export_cmd.add_argument("--out", type=Path, required=True, help="the model file to write")
+    export_cmd.add_argument("--directory", type=Path, default=Path("."), help="the workflow's working directory")
+    predict_cmd = commands.add_parser("predict", help="segment one subject with a model file")
+    predict_cmd.add_argument("--model", type=Path, required=True, help="a model file (lesionseg export-model)")
+    predict_cmd.add_argument("--image", action="append", required=True, metavar="MODALITY=FILE",
+                             help="one per modality the model takes")
+    predict_cmd.add_argument("--out", type=Path, required=True, help="folder for segmentation.nii.gz, probabilities.nii.gz")
+    predict_cmd.add_argument("--mask", type=Path, help="brain mask (> 0.5 is brain); default: the images are brain-only")
+    predict_cmd.add_argument("--skull-strip", choices=["none", "robex", "hd-bet"],
+                             help="without --mask: how to find the brain (default none: brain-only images)")
+    predict_cmd.add_argument("--coregister", action="store_true", help="register every modality to the reference")
+    predict_cmd.add_argument("--crf", action="store_true", help="the 3D CRF after the network, with the model's parameters")
+    predict_cmd.add_argument("--threads", type=int, default=2)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+                        datefmt="%H:%M:%S")
     if args.command == "check":
         return check(args.configfile, args.threads)
+    if args.command == "export-model":
+        return export_model_command(args.configfile, args.dataset, args.model, args.out, args.directory)
+    if args.command == "predict":
+        if args.mask and args.skull_strip:
+            print("error: give --mask or --skull-strip, not both", file=sys.stderr)
+            return 2
+        return predict_command(args.model, args.image, args.out, args.mask, args.crf, args.threads,
+                               args.skull_strip, args.coregister)
     if args.n < 1 or args.spacing <= 0:
         print("error: --n must be >= 1 and --spacing > 0", file=sys.stderr)
         return 2

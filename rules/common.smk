@@ -12,6 +12,7 @@ from lesionseg.datasets import SUBJECT_ID, SYNTHETIC_KINDS, datasets_from_config
 from lesionseg.datasets.applied import applied_links
 from lesionseg.datasets.manifest import LABEL_COLUMN, MASK_COLUMN, read_manifest
 from lesionseg.datasets.splits import fold_name, fold_of, fold_validation, split_fractions
+from lesionseg.inference.export import model_files_of
 from lesionseg.inference.methods import (CRF_SUFFIX, PP_SUFFIX, dataset_methods, dataset_model_names,
                                          dataset_networks, fold_count, pretrained_models, resolve_ensembles,
                                          split_method, split_postprocessing)
@@ -267,7 +268,8 @@ def model_name(model):
 
 def model_fold(model):
     """The fold of a ``{model}`` wildcard (None without folds)."""
-    return int(model.split("/fold")[1]) if "/fold" in model else None
+    _, sep, fold = model.partition("/")
+    return fold_of(fold) if sep else None
 
 
 def model_instances(dataset, name):
@@ -337,17 +339,13 @@ def model_files(wildcards):
     """The model files whose average gives a network's probabilities of a subject: the network's own, the
     fold model that never saw the subject (out-of-fold), or the k fold models (``@folds``, other datasets)."""
     network = network_of(wildcards)
-    if network.trained_on is None:
-        return [PRETRAINED[network.model]]
-    source, name = network.trained_on, network.model
-    if not folds_of(source):
-        return [final_model(source, name)]
-    if network.folds or source != wildcards.dataset:
-        return [final_model(source, model) for model in model_instances(source, name)]
-    fold = fold_of(manifest_rows(source)[wildcards.subject]["split"])
-    if fold is None:
-        raise ValueError(f"dataset {source!r}: subject {wildcards.subject} is in no fold; {name}@folds segments it")
-    return [final_model(source, f"{name}/{fold_name(fold)}")]
+    fold = None
+    if network.trained_on == wildcards.dataset and folds_of(wildcards.dataset) and not network.folds:
+        fold = fold_of(manifest_rows(wildcards.dataset)[wildcards.subject]["split"])
+        if fold is None:
+            raise ValueError(f"dataset {wildcards.dataset!r}: subject {wildcards.subject} is in no fold; "
+                             f"{network.name}@folds segments it")
+    return [str(p) for p in model_files_of(config, wildcards.dataset, wildcards.network, fold=fold)]
 
 
 def inference_link(wildcards):

@@ -16,6 +16,7 @@ rule tune_crf:
         subjects=lambda wc: validation_subjects(wc.dataset),
         scheme=lambda wc: DATASETS[wc.dataset].scheme.describe(),
         base=crf_parameters,
+        link=inference_link,  # a network trained elsewhere sees the image's channels in its own order
         trials=config["crf"]["tune"]["trials"],
         seed=config["crf"]["tune"]["seed"],
     threads: min(4, workflow.cores)
@@ -40,6 +41,7 @@ rule crf:
         "benchmarks/{dataset}/crf/{network}/{subject}.tsv"
     params:
         parameters=crf_parameters,
+        link=inference_link,
     threads: min(4, workflow.cores)
     resources:
         mem_mb=image_mem_mb(3000, 60),

@@ -13,4 +13,4 @@ inputs = snakemake.input
 parameters = (read_crf_parameters(inputs.parameters) if "parameters" in inputs.keys()
               else CRFParameters.from_mapping(snakemake.params.parameters))
 crf_subject(inputs.probabilities, inputs.image, inputs.mask, snakemake.output.probabilities, parameters,
-            threads=snakemake.threads)
+            threads=snakemake.threads, channels=snakemake.params.link["channels"])

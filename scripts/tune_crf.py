@@ -15,4 +15,5 @@ tune_crf_parameters(
     params.subjects, inputs.probabilities, inputs.images, inputs.masks, inputs.labels,
     scheme_from_config(params.scheme, name=params.scheme["name"]), CRFParameters.from_mapping(params.base),
     params.trials, params.seed, snakemake.output.parameters, snakemake.output.search, threads=snakemake.threads,
+    image_channels=params.link["channels"],
 )

@@ -173,8 +173,11 @@ def applied_links(config: Mapping[str, Any], datasets: Mapping[str, Dataset]) ->
     links = {}
     imported = {name: model_file_inputs(path) for name, path in pretrained_models(config).items()}
     for name, dataset in datasets.items():
-        for network in dataset_networks(config, name).values():
-            if network.trained_on == name or network.is_ensemble:
+        for network in dataset_networks(config, name).values():  # ensembles come after their members
+            if network.trained_on == name:
+                continue
+            if network.is_ensemble:  # its CRF sees the image as its members do
+                links[name, network.name] = links[name, network.members[0]]
                 continue
             if network.trained_on is None:
                 inputs = imported[network.model]

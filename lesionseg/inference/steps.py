@@ -51,6 +51,13 @@ def read_channels_first(path: PathLike) -> Volume:
     return Volume(np.ascontiguousarray(np.moveaxis(data, -1, 0)), volume.affine)
 
 
+def select_channels(image: Volume, channels: Sequence[int] | None) -> Volume:
+    """The image's ``channels`` in that order (None: all, as stored)."""
+    if channels is None:
+        return image
+    return Volume(np.ascontiguousarray(image.data[list(channels)]), image.affine)
+
+
 def read_mask(path: PathLike) -> np.ndarray:
     return read_image(path, dtype=None).data > 0
 
@@ -113,8 +120,8 @@ def infer_subject(model_paths: Sequence[PathLike], image_path: PathLike, mask_pa
     torch.set_num_threads(threads)
     device = default_device()
     names, networks, contents = load_networks(model_paths, fingerprint, device)
-    image = read_channels_first(image_path)
-    data = image.data if channels is None else np.ascontiguousarray(image.data[list(channels)])
+    image = select_channels(read_channels_first(image_path), channels)
+    data = image.data
     expected = contents["networks"][0]["in_channels"]
     if data.shape[0] != expected:
         raise ValueError(f"{image_path}: {data.shape[0]} channels, but the model {model_paths[0]} was trained on "
@@ -141,11 +148,12 @@ def ensemble_subject(member_paths: Sequence[PathLike], output: PathLike) -> None
 
 
 def crf_subject(probabilities_path: PathLike, image_path: PathLike, mask_path: PathLike, output: PathLike,
-                parameters: CRFParameters, threads: int = 1) -> None:
-    """The 3D fully connected CRF on a network's probabilities, features from the preprocessed image."""
+                parameters: CRFParameters, threads: int = 1, channels: Sequence[int] | None = None) -> None:
+    """The 3D fully connected CRF on a network's probabilities, features from the preprocessed image (its
+    ``channels``, in the network's order, for a network trained on other data: its parameters were tuned so)."""
     torch.set_num_threads(threads)
     probabilities = read_probabilities(probabilities_path)
-    image = read_channels_first(image_path)
+    image = select_channels(read_channels_first(image_path), channels)
     spacing = tuple(float(s) for s in np.linalg.norm(image.affine[:3, :3], axis=0))
     start = time.perf_counter()
     try:
@@ -179,13 +187,13 @@ def export_subject(probabilities_path: PathLike, geometry_path: PathLike, scheme
 def tune_crf_parameters(names: Sequence[str], probability_paths: Sequence[PathLike], image_paths: Sequence[PathLike],
                         mask_paths: Sequence[PathLike], label_paths: Sequence[PathLike], scheme: LabelScheme,
                         base: CRFParameters, trials: int, seed: int, parameters_out: PathLike, search_out: PathLike,
-                        threads: int = 1) -> None:
+                        threads: int = 1, image_channels: Sequence[int] | None = None) -> None:
     """Random search of the CRF parameters on validation subjects; writes the best (YAML) and every trial (CSV)."""
     torch.set_num_threads(threads)
     cases = []
     for name, probabilities, image, mask, label in zip(names, probability_paths, image_paths, mask_paths,
                                                       label_paths, strict=True):
-        channels = read_channels_first(image)
+        channels = select_channels(read_channels_first(image), image_channels)
         cases.append(ValidationCase(
             name, read_probabilities(probabilities).data, channels.data, read_image(label, dtype=None).data,
             read_mask(mask), tuple(float(s) for s in np.linalg.norm(channels.affine[:3, :3], axis=0)),
