@@ -42,6 +42,7 @@ onsuccess:
         "lesionseg finished. Per dataset, see results/<dataset>/: subjects.tsv (manifest), "
         "qc/ (pictures), preprocessed/ (images, masks, provenance), models/ (trained networks, "
         "learning curves), segmentations/<method>/ and probabilities/<method>/ (per test subject, on "
-        "its original grid; <method> is a model, an ensemble, or either + crf, each + pp with the post-processing "
-        "chosen in postprocessing/ on the validation split); logs/ holds one log per job."
+        "its original grid; <method> is a model or an ensemble (name@dataset if trained on another dataset, "
+        "name@folds for a cross-validation's fold models together), or either + crf, each + pp with the "
+        "post-processing chosen in postprocessing/ on the validation split); logs/ holds one log per job."
     )

@@ -87,10 +87,12 @@ def export_model_command(configfile: Path, dataset: str, model: str, out: Path, 
         print(f"error: {err}", file=sys.stderr)
         return 1
     networks = summary["networks"]
+    crf = ("tuned" if summary["provenance"].get("crf_tuning") else
+           "as configured" if summary["crf_parameters"] else "none")
     print(f"wrote {out}: {model} trained on {dataset}, {len(networks)} network(s) "
           f"({', '.join(sorted({n['architecture'] for n in networks}))}); modalities {summary['modalities']}; "
           f"classes {list(summary['scheme']['classes'])}; CRF parameters "
-          f"{'tuned' if summary['provenance'].get('crf_tuning') else 'as configured' if summary['crf_parameters'] else 'none'}")
+          f"{crf}")
     print(f"use it in a config as  models: {{{model}: {{pretrained: {out}}}}},  or:  lesionseg predict --model {out} "
           + " ".join(f"--image {m}=FILE" for m in summary["modalities"]) + " --out DIR")
     return 0
@@ -143,12 +145,15 @@ def _parser() -> argparse.ArgumentParser:
     predict_cmd.add_argument("--model", type=Path, required=True, help="a model file (lesionseg export-model)")
     predict_cmd.add_argument("--image", action="append", required=True, metavar="MODALITY=FILE",
                              help="one per modality the model takes")
-    predict_cmd.add_argument("--out", type=Path, required=True, help="folder for segmentation.nii.gz, probabilities.nii.gz")
-    predict_cmd.add_argument("--mask", type=Path, help="brain mask (> 0.5 is brain); default: the images are brain-only")
+    predict_cmd.add_argument("--out", type=Path, required=True,
+                             help="folder for segmentation.nii.gz and probabilities.nii.gz")
+    predict_cmd.add_argument("--mask", type=Path,
+                             help="brain mask (> 0.5 is brain); default: the images are brain-only")
     predict_cmd.add_argument("--skull-strip", choices=["none", "robex", "hd-bet"],
                              help="without --mask: how to find the brain (default none: brain-only images)")
     predict_cmd.add_argument("--coregister", action="store_true", help="register every modality to the reference")
-    predict_cmd.add_argument("--crf", action="store_true", help="the 3D CRF after the network, with the model's parameters")
+    predict_cmd.add_argument("--crf", action="store_true",
+                             help="the 3D CRF after the network, with the model's parameters")
     predict_cmd.add_argument("--threads", type=int, default=2)
     return parser
 

@@ -555,7 +555,8 @@ def benchmark_files(wildcards):
         for member in net.members:
             inferred[member] |= inferred[name]
     if config["crf"]["enabled"]:
-        files += [f"benchmarks/{dataset}/tune_crf/{n}.tsv" for n in networks if crf_tuned_on(dataset, n) == (dataset, n)]
+        files += [f"benchmarks/{dataset}/tune_crf/{n}.tsv" for n in networks
+                  if crf_tuned_on(dataset, n) == (dataset, n)]
         files += [f"benchmarks/{dataset}/crf/{n}/{s}.tsv" for n in networks
                   for s in probability_subjects(dataset, n + CRF_SUFFIX)]
     files += [f"benchmarks/{dataset}/infer/{n}/{s}.tsv" for n, net in networks.items() if not net.is_ensemble

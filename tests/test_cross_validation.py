@@ -81,7 +81,7 @@ def test_three_folds_train_three_models_per_phase_and_score_every_labelled_subje
         assert scores["dice"].notna().all()
     for subject in labelled:
         line = next(x for x in (tmp_path / f"logs/cv/infer/tiny/{subject}.log").read_text().splitlines()
-                    if "dense inference" in x)
+                    if "dense inference of" in x)
         assert re.findall(r"models/tiny/(fold\d)/phase2/model\.pt", line) == [splits[subject]]
     # The fold models together segment the rest.
     assert (results / f"segmentations/tiny@folds+crf/{unlabelled}.nii.gz").is_file()

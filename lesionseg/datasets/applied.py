@@ -67,10 +67,10 @@ def channel_order(inputs: ModelInputs, modalities: Sequence[str], modality_map: 
         raise ValueError(f"modality_map names {unknown}, which the model ({inputs.source}) does not take "
                          f"(it takes {list(inputs.modalities)})")
     wanted = [modality_map.get(m, m) for m in inputs.modalities]
-    missing = [f"{m} (as {w!r})" if w != m else m for m, w in zip(inputs.modalities, wanted) if w not in modalities]
+    missing = [f"{m} (as {w})" if w != m else m for m, w in zip(inputs.modalities, wanted) if w not in modalities]
     if missing:
-        raise ValueError(f"the model ({inputs.source}) needs the modalities {missing}, which the dataset does not "
-                         f"have (it has {list(modalities)}); add them or map names with modality_map: "
+        raise ValueError(f"the model ({inputs.source}) needs the modalities {', '.join(missing)}, which the dataset "
+                         f"does not have (it has {list(modalities)}); add them or map names with modality_map: "
                          "{model's name: dataset's name}")
     return [list(modalities).index(w) for w in wanted]
 

@@ -78,7 +78,8 @@ def export_model(config: Mapping[str, Any], dataset: str, network: str, out: str
                                   f"the workflow first, e.g. snakemake --cores N {tuned}")
             record = yaml.safe_load(tuned.read_text())
             crf = record["parameters"]
-            crf_tuning = {k: record[k] for k in ("validation_subjects", "mean_dice", "network_mean_dice") if k in record}
+            crf_tuning = {k: record[k] for k in ("validation_subjects", "mean_dice", "network_mean_dice")
+                          if k in record}
     networks = []
     for path in files:  # each network keeps the subjects it was trained and validated on
         contents = read_model_file(path)
