@@ -1,6 +1,6 @@
 """Post-processing of one method chosen on the labelled validation subjects (rule choose_postprocessing)."""
 
-from lesionseg.inference.steps import choose_postprocessing_on_validation
+from lesionseg.inference.segmentation_steps import choose_postprocessing_on_validation
 from lesionseg.labels import scheme_from_config
 from lesionseg.logs import log_to_file
 

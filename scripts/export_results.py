@@ -1,6 +1,6 @@
 """Probabilities and segmentation of one method and subject on the subject's original grid (rule export_results)."""
 
-from lesionseg.inference.steps import export_subject
+from lesionseg.inference.segmentation_steps import export_subject
 from lesionseg.labels import scheme_from_config
 from lesionseg.logs import log_to_file
 

@@ -1,6 +1,6 @@
 """One subject's segmentation of a method with the post-processing chosen for it (rule postprocess_segmentation)."""
 
-from lesionseg.inference.steps import postprocess_subject
+from lesionseg.inference.segmentation_steps import postprocess_subject
 from lesionseg.labels import scheme_from_config
 from lesionseg.logs import log_to_file
 

@@ -34,7 +34,8 @@ models:
                phase2: {epochs: 1}}
 crf:
   parameters: {iterations: 2}
-  tune: {trials: 2}
+  tune: {trials: 1}
+postprocessing: {enabled: false}  # chosen on the out-of-fold results like the CRF's parameters; spared for time
 """
 
 
@@ -75,7 +76,7 @@ def test_three_folds_train_three_models_per_phase_and_score_every_labelled_subje
     splits = {row["subject"]: row["split"] for row in read_manifest(results / "subjects.tsv")}
     assert splits[unlabelled] == "test" and all(splits[s].startswith("fold") for s in labelled)
     # Out of fold: each labelled subject once, by the model of its fold (which never trained on it).
-    for method in ("tiny", "tiny+crf", "tiny+pp"):
+    for method in ("tiny", "tiny+crf"):
         scores = pd.read_csv(results / f"evaluation/{method}/per_subject.csv", dtype={"subject": str})
         assert sorted(scores.loc[scores["region"] == "WT", "subject"]) == sorted(labelled), method
         assert scores["dice"].notna().all()

@@ -15,7 +15,8 @@ from lesionseg.inference.outputs import (
     write_probabilities,
 )
 from lesionseg.crf import CRFParameters
-from lesionseg.inference.steps import crf_subject, ensemble_subject, export_subject
+from lesionseg.inference.segmentation_steps import ensemble_subject, export_subject
+from lesionseg.inference.steps import crf_subject
 from lesionseg.io import read_image, write_nifti
 from lesionseg.labels import LABEL_SCHEMES
 from lesionseg.preprocessing.geometry import GridGeometry

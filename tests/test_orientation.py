@@ -13,7 +13,7 @@ import pytest
 import SimpleITK as sitk
 
 from lesionseg.inference.outputs import write_probabilities
-from lesionseg.inference.steps import export_subject
+from lesionseg.inference.segmentation_steps import export_subject
 from lesionseg.io import read_image, write_nifti
 from lesionseg.labels import scheme_from_config
 from lesionseg.preprocessing.geometry import (

@@ -21,7 +21,7 @@ from lesionseg.inference.postprocessing import (
     choose_postprocessing,
     region_classes,
 )
-from lesionseg.inference.steps import choose_postprocessing_on_validation, postprocess_subject
+from lesionseg.inference.segmentation_steps import choose_postprocessing_on_validation, postprocess_subject
 from lesionseg.io import read_image, write_nifti
 from lesionseg.labels import LABEL_SCHEMES
 from lesionseg.reporting.tables import crf_pairs, postprocessing_table

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -10,7 +12,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import jobs_planned, run
+from conftest import data_digests, jobs_planned, run
 from lesionseg.cli import main as cli
 from lesionseg.crf import CRFParameters
 from lesionseg.datasets.cohort import write_synthetic_subject
@@ -126,17 +128,25 @@ def test_an_exported_model_imported_and_predict_give_the_workflow_segmentation(a
     imported = read_image(workdir / f"results/imported/segmentations/colleague+crf/{subject}.nii.gz", dtype=None).data
     assert np.array_equal(imported, workflow)
 
-    # predict: the same subject outside Snakemake, network and network + CRF.
+    # predict: the same subject outside Snakemake, network and network + CRF, from the command line (its own
+    # process: ITK takes its thread count at its first use, and N4's last bits depend on it; the workflow's
+    # bias_correct ran on 2 threads).
     raw = workdir / "unlabelled" / subject
     images = [f"--image={m}={raw / f'{subject}_{m}.nii.gz'}" for m in ("flair", "t1", "t1ce", "t2")]
-    mask = ["--mask", str(raw / f"{subject}_brainmask.nii.gz")]
-    assert cli(["predict", "--model", str(model_file), "--out", str(tmp_path / "net"), *images, *mask]) == 0
+    common = ["--model", str(model_file), *images, "--mask", str(raw / f"{subject}_brainmask.nii.gz"),
+              "--threads", "2"]
+    before = data_digests(workdir / "unlabelled")
+    predict = [sys.executable, "-m", "lesionseg.cli", "predict"]
+    done = subprocess.run([*predict, *common, "--out", str(tmp_path / "net")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "dense inference" in done.stderr  # progress on the terminal
     assert np.array_equal(read_image(tmp_path / "net/probabilities.nii.gz").data, workflow_probabilities.data)
-    assert cli(["predict", "--model", str(model_file), "--out", str(tmp_path / "crf"), *images, *mask,
-                "--crf"]) == 0
+    done = subprocess.run([*predict, *common, "--out", str(tmp_path / "crf"), "--crf"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
     assert np.array_equal(read_image(tmp_path / "crf/segmentation.nii.gz", dtype=None).data, workflow)
-    # Nothing the user gave is modified; a missing modality is named.
-    assert cli(["predict", "--model", str(model_file), "--out", str(tmp_path / "x"), *images[:3], *mask]) == 1
+    assert data_digests(workdir / "unlabelled") == before  # nothing the user gave is modified
+    # A missing modality is named.
+    assert cli(["predict", "--model", str(model_file), *images[:3], "--out", str(tmp_path / "x")]) == 1
 
 
 def test_a_model_file_of_a_newer_format_or_another_kind_is_refused(tmp_path):

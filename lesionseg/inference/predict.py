@@ -59,7 +59,8 @@ def predict_subject(model_path: str | Path, images: Mapping[str, str | Path], ou
     """Segment one subject with a model file; write ``segmentation.nii.gz`` and ``probabilities.nii.gz``
     (of the network, or of the network + CRF with ``crf``) on the grid of the model's reference modality."""
     from lesionseg.crf import CRFParameters
-    from lesionseg.inference.steps import crf_subject, export_subject, infer_subject
+    from lesionseg.inference.segmentation_steps import export_subject
+    from lesionseg.inference.steps import crf_subject, infer_subject
     from lesionseg.preprocessing.ants_bridge import set_threads
     from lesionseg.preprocessing.steps import (bias_correct_subject, coregister_subject, normalise_subject,
                                                resample_crop_subject, skull_strip_subject)
