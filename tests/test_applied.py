@@ -106,3 +106,14 @@ def test_an_imported_model_takes_no_training_settings(tmp_path):
         resolve_models(cfg)
     with pytest.raises(ConfigError, match="model file not found"):
         datasets_from_config(config(models__imported={"pretrained": str(tmp_path / "m.pt")}))
+
+
+def test_other_datasets_and_held_out_subjects_get_the_k_fold_models_together(tmp_path):
+    from lesionseg.inference.export import model_files_of
+
+    cfg = config(datasets__source__split={"folds": 3})
+    folds = [tmp_path / f"source/models/dm/fold{k}/phase1/model.pt" for k in range(3)]
+    assert model_files_of(cfg, "target", "dm@source", tmp_path) == folds
+    assert model_files_of(cfg, "source", "dm@folds", tmp_path) == folds
+    assert model_files_of(cfg, "source", "dm", tmp_path, fold=1) == folds[1:2]  # out-of-fold: its fold's model
+    assert model_files_of(config(), "target", "dm@source", tmp_path) == [tmp_path / "source/models/dm/phase1/model.pt"]

@@ -109,7 +109,7 @@ def test_an_exported_model_imported_and_predict_give_the_workflow_segmentation(a
     subject = "SynthTumor_004"
     workflow = read_image(workdir / f"results/unlabelled/segmentations/tiny@cohort+crf/{subject}.nii.gz",
                           dtype=None).data
-    workflow_probabilities = read_image(workdir / f"results/unlabelled/probabilities/tiny@cohort/{subject}.nii.gz")
+    workflow_probabilities = read_image(workdir / f"results/unlabelled/probabilities/tiny@cohort+crf/{subject}.nii.gz")
 
     # Imported into a config: applied with no training, as a model trained elsewhere.
     extra = """  imported:
@@ -128,7 +128,7 @@ def test_an_exported_model_imported_and_predict_give_the_workflow_segmentation(a
     imported = read_image(workdir / f"results/imported/segmentations/colleague+crf/{subject}.nii.gz", dtype=None).data
     assert np.array_equal(imported, workflow)
 
-    # predict: the same subject outside Snakemake, network and network + CRF, from the command line (its own
+    # predict: the same subject outside Snakemake, network + CRF, from the command line (its own
     # process: ITK takes its thread count at its first use, and N4's last bits depend on it; the workflow's
     # bias_correct ran on 2 threads).
     raw = workdir / "unlabelled" / subject
@@ -137,13 +137,11 @@ def test_an_exported_model_imported_and_predict_give_the_workflow_segmentation(a
               "--threads", "2"]
     before = data_digests(workdir / "unlabelled")
     predict = [sys.executable, "-m", "lesionseg.cli", "predict"]
-    done = subprocess.run([*predict, *common, "--out", str(tmp_path / "net")], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-2000:]
-    assert "dense inference" in done.stderr  # progress on the terminal
-    assert np.array_equal(read_image(tmp_path / "net/probabilities.nii.gz").data, workflow_probabilities.data)
     done = subprocess.run([*predict, *common, "--out", str(tmp_path / "crf"), "--crf"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
+    assert "dense inference" in done.stderr  # progress on the terminal
     assert np.array_equal(read_image(tmp_path / "crf/segmentation.nii.gz", dtype=None).data, workflow)
+    assert np.array_equal(read_image(tmp_path / "crf/probabilities.nii.gz").data, workflow_probabilities.data)
     assert data_digests(workdir / "unlabelled") == before  # nothing the user gave is modified
     # A missing modality is named.
     assert cli(["predict", "--model", str(model_file), *images[:3], "--out", str(tmp_path / "x")]) == 1
