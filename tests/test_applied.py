@@ -88,6 +88,7 @@ def test_brats_schemes_map_by_name_and_alias_and_unmappable_classes_are_named():
     ({"datasets__target__modalities": ["t1", "flair", "t2", "t1c"], "datasets__target__labels": "binary"},
      r"dm@source: classes \['necrosis', 'edema', 'non_enhancing', 'enhancing'\].*class_map"),
     ({"datasets__target__models": [{"model": "dm", "trained_on": "elsewhere"}]}, "not a dataset of the config"),
+    ({"datasets__target__models": [{"ensemble": "pair", "trained_on": "source"}]}, "models/0: .* is not valid"),
     ({"datasets__target__models": [{"model": "dm2", "trained_on": "source"}], "datasets__source__ensembles": []},
      r"'source' does not train \['dm2'\]"),
     ({"datasets__source__models": ["dm", {"model": "dm2", "trained_on": "target"}],
