@@ -13,6 +13,8 @@ from __future__ import annotations
 import copy
 import json
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pandas as pd
@@ -117,6 +119,25 @@ def test_results_are_on_the_original_grid_and_clearly_better_than_labelling_the_
 def test_the_report_shows_the_real_dataset(real_run):
     text = (real_run["workdir"] / "report.html").read_text(errors="replace")
     assert ENTRY in text and "brats_2013_pat0001_1" in text
+
+
+def test_the_trained_model_exported_and_predict_give_the_workflow_segmentation_of_a_real_case(real_run):
+    """A user's way out of the workflow: export the model, segment a real case from the command line."""
+    workdir, subject = real_run["workdir"], TEST_CASES[0]
+    model_file = workdir / "dm.pt"
+    assert cli(["export-model", "--configfile", str(workdir / "config.yaml"), "--dataset", ENTRY, "--model", "dm",
+                "--out", str(model_file), "--directory", str(workdir)]) == 0
+    images = [f"--image=flair={case_file(subject, 'Flair_subtrMeanDivStd.nii.gz')}",
+              f"--image=t1c={case_file(subject, 'T1c_subtrMeanDivStd.nii.gz')}"]
+    out = workdir / "predicted" / subject
+    done = subprocess.run([sys.executable, "-m", "lesionseg.cli", "predict", "--model", str(model_file), *images,
+                           "--mask", str(case_file(subject, "brainmask.nii.gz")), "--crf", "--threads", "2",
+                           "--out", str(out)], capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    workflow = read_image(workdir / f"results/{ENTRY}/segmentations/dm+crf/{subject}.nii.gz", dtype=None)
+    predicted = read_image(out / "segmentation.nii.gz", dtype=None)
+    assert np.allclose(predicted.affine, workflow.affine)
+    np.testing.assert_array_equal(predicted.data, workflow.data)
 
 
 def test_the_real_data_is_never_modified(real_run):

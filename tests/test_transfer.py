@@ -17,6 +17,7 @@ from lesionseg.cli import main as cli
 from lesionseg.crf import CRFParameters
 from lesionseg.datasets.cohort import write_synthetic_subject
 from lesionseg.io import read_image, write_nifti
+from lesionseg.training.checkpoints import read_model_file
 
 # Two more datasets beside the finished run's `cohort`, each applying its trained `tiny` without training:
 # one without any truth (its modalities in another order), one whose truth uses the BraTS 2021 labels and
@@ -100,12 +101,20 @@ def test_a_model_is_applied_to_datasets_it_never_saw(applied_run):
     assert '"method": "given"' in provenance and '"spacing_mm": 4.0' in provenance
 
 
-def test_an_exported_model_imported_and_predict_give_the_workflow_segmentation(applied_run, tmp_path):
+def test_an_exported_model_imported_and_predict_give_the_workflow_segmentation(applied_run, tmp_path, capsys):
     workdir = tmp_path / "run"
     shutil.copytree(applied_run, workdir, symlinks=True)
     model_file = workdir / "tiny.lsm.pt"
     assert cli(["export-model", "--configfile", str(workdir / "config.yaml"), "--dataset", "cohort",
                 "--model", "tiny", "--out", str(model_file), "--directory", str(workdir)]) == 0
+    saved = read_model_file(model_file)  # everything needed elsewhere, provenance included
+    tuned = yaml.safe_load((workdir / "results/cohort/crf/tiny/parameters.yaml").read_text())
+    assert saved["crf_parameters"] == tuned["parameters"]
+    assert saved["modalities"] == ["flair", "t1", "t1ce", "t2"] and saved["scheme"]["name"] == "brats2013"
+    assert saved["preprocessing"]["resample"]["spacing_mm"] == 4.0
+    network = saved["networks"][0]
+    assert network["provenance"]["train_subjects"] == ["SynthTumor_000"] and network["history"]
+    assert saved["provenance"]["dataset"] == "cohort" and "torch" in saved["provenance"]["versions"]
     subject = "SynthTumor_004"
     workflow = read_image(workdir / f"results/unlabelled/segmentations/tiny@cohort+crf/{subject}.nii.gz",
                           dtype=None).data
@@ -143,8 +152,15 @@ def test_an_exported_model_imported_and_predict_give_the_workflow_segmentation(a
     assert np.array_equal(read_image(tmp_path / "crf/segmentation.nii.gz", dtype=None).data, workflow)
     assert np.array_equal(read_image(tmp_path / "crf/probabilities.nii.gz").data, workflow_probabilities.data)
     assert data_digests(workdir / "unlabelled") == before  # nothing the user gave is modified
-    # A missing modality is named.
+    # A missing modality is named; a broken image is named with the subject (its output folder) and the file.
     assert cli(["predict", "--model", str(model_file), *images[:3], "--out", str(tmp_path / "x")]) == 1
+    assert "missing --image t2=FILE" in capsys.readouterr().err
+    broken = tmp_path / "broken_t2.nii.gz"
+    broken.write_text("not an image")
+    assert cli(["predict", "--model", str(model_file), *images[:3], f"--image=t2={broken}",
+                "--out", str(tmp_path / "sub-x")]) == 1
+    error = capsys.readouterr().err
+    assert "subject 'sub-x'" in error and str(broken) in error and not (tmp_path / "sub-x").exists()
 
 
 def test_a_model_file_of_a_newer_format_or_another_kind_is_refused(tmp_path):

@@ -37,10 +37,6 @@ class ModelInputs:
     source: str  # where it comes from, for messages: "dataset 'brats21'" or "model file m.pt"
     crf_parameters: Mapping[str, Any] | None = None  # a model file's own CRF parameters
 
-    @property
-    def fingerprint(self) -> str:
-        return fingerprint(self.preprocessing, self.modalities)
-
 
 @lru_cache(maxsize=None)
 def model_file_inputs(path: str | Path) -> ModelInputs:
@@ -58,6 +54,12 @@ def model_file_inputs(path: str | Path) -> ModelInputs:
     scheme = scheme_from_config(contents["scheme"], name=contents["scheme"]["name"])
     return ModelInputs(modalities, scheme, model_preprocessing(contents["preprocessing"], modalities),
                        f"model file {path}", contents.get("crf_parameters"))
+
+
+def dataset_inputs(source: Dataset) -> ModelInputs:
+    """The inputs of the models trained on a dataset: its modalities, classes and model preprocessing."""
+    return ModelInputs(source.modalities, source.scheme,
+                       model_preprocessing(source.preprocessing, source.modalities), f"dataset {source.name!r}")
 
 
 def channel_order(inputs: ModelInputs, modalities: Sequence[str], modality_map: Mapping[str, str]) -> list[int]:
@@ -179,12 +181,8 @@ def applied_links(config: Mapping[str, Any], datasets: Mapping[str, Dataset]) ->
             if network.is_ensemble:  # its CRF sees the image as its members do
                 links[name, network.name] = links[name, network.members[0]]
                 continue
-            if network.trained_on is None:
-                inputs = imported[network.model]
-            else:
-                source = datasets[network.trained_on]
-                inputs = ModelInputs(source.modalities, source.scheme,
-                                     model_preprocessing(source.preprocessing, source.modalities), source.name)
+            inputs = (imported[network.model] if network.trained_on is None
+                      else dataset_inputs(datasets[network.trained_on]))
             channels = channel_order(inputs, dataset.modalities, network.modality_map)
             classes = class_mapping(inputs.scheme, dataset.scheme, network.class_map)
             settings = in_model_names(dataset.preprocessing, dataset.modalities, inputs, network.modality_map)
@@ -203,12 +201,7 @@ def resolve_applied(config: Mapping[str, Any], base: Mapping[str, Dataset]) -> d
     in_progress: list[str] = []
 
     def inputs_of(network: Network) -> ModelInputs:
-        if network.trained_on is None:
-            return imported[network.model]
-        source = resolve(network.trained_on)
-        return ModelInputs(source.modalities, source.scheme, model_preprocessing(source.preprocessing,
-                                                                                 source.modalities),
-                           f"dataset {source.name!r}")
+        return imported[network.model] if network.trained_on is None else dataset_inputs(resolve(network.trained_on))
 
     def resolve(name: str) -> Dataset:
         if name in resolved:

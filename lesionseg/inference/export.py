@@ -17,7 +17,7 @@ import yaml
 
 from lesionseg.config import ConfigError
 from lesionseg.inference.methods import APPLIED_SEPARATOR, FOLDS, dataset_networks, fold_count, pretrained_models
-from lesionseg.training.checkpoints import combine_model_files, read_model_file, save_model_file
+from lesionseg.training.checkpoints import combine_model_files, save_model_file
 from lesionseg.training.settings import resolve_models
 
 log = logging.getLogger(__name__)
@@ -80,14 +80,9 @@ def export_model(config: Mapping[str, Any], dataset: str, network: str, out: str
             crf = record["parameters"]
             crf_tuning = {k: record[k] for k in ("validation_subjects", "mean_dice", "network_mean_dice")
                           if k in record}
-    networks = []
-    for path in files:  # each network keeps the subjects it was trained and validated on
-        contents = read_model_file(path)
-        for record in contents["networks"]:
-            networks.append({**record, "provenance": contents.get("provenance", {})})
     combined = combine_model_files(files, network, crf, {"dataset": dataset, "crf_tuning": crf_tuning})
-    combined["networks"] = networks
     save_model_file(out, combined)
-    log.info("wrote %s: %d network(s) of %s on %s", out, len(networks), network, dataset)
+    log.info("wrote %s: %d network(s) of %s on %s", out, len(combined["networks"]), network, dataset)
     return {k: v for k, v in combined.items() if k != "networks"} | {
-        "networks": [{k: v for k, v in n.items() if k not in ("state_dict", "history")} for n in networks]}
+        "networks": [{k: v for k, v in n.items() if k not in ("state_dict", "history")}
+                     for n in combined["networks"]]}

@@ -19,10 +19,15 @@ from pathlib import Path
 from typing import Any
 
 from lesionseg.config import ConfigError
+from lesionseg.datasets.formats import SubjectFiles
+from lesionseg.datasets.validation import validate_subject
 from lesionseg.labels import scheme_from_config
 from lesionseg.preprocessing.settings import fingerprint
 
 log = logging.getLogger(__name__)
+
+PREDICT = "predict"
+"""The dataset name of ``predict``'s subject in messages and records."""
 
 
 def schema_defaults(section: str) -> dict[str, Any]:
@@ -79,16 +84,19 @@ def predict_subject(model_path: str | Path, images: Mapping[str, str | Path], ou
                           + (f"missing --image {', '.join(f'{m}=FILE' for m in missing)}" if missing else "")
                           + ("; " if missing and extra else "")
                           + (f"it does not take {extra}" if extra else ""))
-    for modality, path in [*images.items(), *([("mask", mask)] if mask else [])]:
-        if not Path(path).is_file():
-            raise ConfigError(f"--{'mask' if modality == 'mask' else 'image ' + modality}: {path} not found")
     if contents.get("preprocessing") is None:
         raise ConfigError(f"{model_path}: the model file does not hold its preprocessing settings")
     settings = _step_settings(contents["preprocessing"], modalities, mask is not None, skull_strip, coregister)
     scheme = scheme_from_config(contents["scheme"], name=contents["scheme"]["name"])
     out = Path(out)
+    subject = out.resolve().name  # messages and logs name the subject after its output folder
+    # The checks the workflow's manifest makes: readable, 3D, finite, on one grid, a plausible mask.
+    files = SubjectFiles(subject, {m: Path(images[m]) for m in modalities}, mask=Path(mask) if mask else None)
+    problems = validate_subject(PREDICT, files, None, settings["reference"], coregister,
+                                tuple(settings["skull_strip"]["brain_volume_ml"]))
+    if problems:
+        raise ConfigError("the inputs cannot be segmented:\n" + "\n".join(f"  {p}" for p in problems))
     out.mkdir(parents=True, exist_ok=True)
-    subject = "subject"
     raw = [str(images[m]) for m in modalities]
     with tempfile.TemporaryDirectory(prefix="lesionseg-predict-", dir=out) as scratch:
         work = out / "intermediate" if keep_intermediate else Path(scratch)
@@ -96,22 +104,22 @@ def predict_subject(model_path: str | Path, images: Mapping[str, str | Path], ou
         on_grid = raw
         records = []
         if coregister:
-            coregister_subject("predict", subject, raw, modalities, settings["reference"], settings["coregister"],
+            coregister_subject(PREDICT, subject, raw, modalities, settings["reference"], settings["coregister"],
                                settings["seed"], str(work / "coregistered.nii.gz"), str(work / "coregister.json"))
             on_grid = [str(work / "coregistered.nii.gz")]
             records.append(str(work / "coregister.json"))
         brain_mask = work / "brain_mask_original.nii.gz"
-        skull_strip_subject("predict", subject, on_grid, modalities, settings["reference"], settings["skull_strip"],
+        skull_strip_subject(PREDICT, subject, on_grid, modalities, settings["reference"], settings["skull_strip"],
                             settings["seed"], (None, None), str(brain_mask), str(work / "skull_strip.json"),
                             given_mask_path=str(mask) if mask else None)
-        bias_correct_subject("predict", subject, on_grid, modalities, str(brain_mask), settings["bias_correction"],
+        bias_correct_subject(PREDICT, subject, on_grid, modalities, str(brain_mask), settings["bias_correction"],
                              str(work / "bias_corrected.nii.gz"), str(work / "bias_correction.json"))
-        resample_crop_subject("predict", subject, str(work / "bias_corrected.nii.gz"), str(brain_mask),
+        resample_crop_subject(PREDICT, subject, str(work / "bias_corrected.nii.gz"), str(brain_mask),
                               settings["resample"], str(work / "resampled.nii.gz"), str(work / "brain_mask.nii.gz"),
                               str(work / "geometry.json"), str(work / "resample.json"))
         records += [str(work / f"{name}.json") for name in ("skull_strip", "bias_correction", "resample")]
         data_fingerprint = fingerprint(settings, modalities)
-        normalise_subject("predict", subject, str(work / "resampled.nii.gz"), str(work / "brain_mask.nii.gz"),
+        normalise_subject(PREDICT, subject, str(work / "resampled.nii.gz"), str(work / "brain_mask.nii.gz"),
                           modalities, settings["normalisation"], data_fingerprint, records, raw,
                           str(work / "image.nii.gz"), str(work / "provenance.json"))
         network_output = work / "network.nii.gz"

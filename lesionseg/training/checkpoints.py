@@ -140,7 +140,9 @@ def combine_model_files(paths: Sequence[str | Path], name: str, crf_parameters: 
                                          "file must share labels, modalities and preprocessing")
     return {
         "name": name,
-        "networks": [network for contents in files for network in contents["networks"]],
+        # Each network keeps the provenance of its own file (the subjects it was trained and validated on).
+        "networks": [{**network, "provenance": network.get("provenance", contents.get("provenance", {}))}
+                     for contents in files for network in contents["networks"]],
         "scheme": first["scheme"], "modalities": first["modalities"], "preprocessing": first["preprocessing"],
         "preprocessing_fingerprint": first["preprocessing_fingerprint"],
         "crf_parameters": dict(crf_parameters) if crf_parameters is not None else None,
