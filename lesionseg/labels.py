@@ -8,27 +8,69 @@ and used by validation, sampling, training, inference and evaluation alike:
   segmentation is written back with the first raw value of each class.
 - ``regions``: the evaluation regions, each a set of raw values (BraTS whole
   tumour / tumour core / enhancing tumour; or a single lesion region).
+- one colour per class and per region, used by every figure; for each region
+  the modalities that show it best, in order of preference (overlays);
+- the lesion-wise evaluation's parameters (:class:`LesionwiseSettings`: the
+  BraTS 2023+ challenge's for the BraTS schemes).
 
 Values of the BraTS releases are those of anchors.md section 4.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
 
+PALETTE: tuple[str, ...] = ("#e6194b", "#3cb44b", "#4363d8", "#ffe119", "#911eb4", "#f58231", "#42d4f4",
+                            "#f032e6", "#bfef45", "#fabed4")
+"""Colours given, in order, to the classes and regions of a scheme that declares none (distinct on grey images)."""
+
+REGION_MODALITIES: dict[str, tuple[str, ...]] = {
+    "WT": ("flair", "t2f", "t2", "t2w"),
+    "TC": ("t1c", "t1ce", "t1gd", "t1post", "t2", "t2w"),
+    "ET": ("t1c", "t1ce", "t1gd", "t1post"),
+    "RC": ("t1c", "t1ce", "t1gd", "t1", "t1n"),
+    "lesion": ("flair", "t2f", "dwi", "t2", "t2w", "t1", "t1w", "t1n"),
+}
+"""For each usual region name, the modalities (by name, lower case) that show it best, in order: whole tumour
+and oedema on FLAIR, enhancing tumour and core on post-contrast T1 (radiological convention)."""
+
+
+@dataclass(frozen=True)
+class LesionwiseSettings:
+    """Parameters of the lesion-wise evaluation (:mod:`lesionseg.evaluation.lesionwise`).
+
+    Lesions are the ``connectivity``-connected components of a region. Truth lesions whose dilations by
+    ``dilation_iterations`` (18-connected structuring element) touch are merged into one lesion, and a
+    predicted component counts for a truth lesion when it overlaps that lesion's dilation. Truth lesions of at
+    most ``min_truth_voxels`` voxels are not scored; a predicted component that matches no truth lesion scores
+    Dice 0 and HD95 ``false_positive_hd95_mm``.
+    """
+
+    dilation_iterations: int = 0
+    min_truth_voxels: int = 0
+    false_positive_hd95_mm: float = 374.0
+    connectivity: int = 26
+
+
+BRATS_LESIONWISE = LesionwiseSettings(dilation_iterations=3, min_truth_voxels=50)
+"""The BraTS 2023+ challenge's lesion-wise parameters (glioma: dilation 3, lesions of up to 50 voxels ignored,
+HD95 374 mm for a false positive)."""
+
+
 @dataclass(frozen=True)
 class LabelClass:
-    """One network class, the raw label values it stands for, and the names the same tissue has in other
-    schemes (a model trained on one scheme is applied to data of another by class name)."""
+    """One network class, the raw label values it stands for, its colour in figures, and the names the same
+    tissue has in other schemes (a model trained on one scheme is applied to data of another by class name)."""
 
     name: str
     raw_values: tuple[int, ...]
     aliases: tuple[str, ...] = ()
+    colour: str = "#000000"
 
     def matches(self, other: LabelClass) -> bool:
         """Whether ``other`` (of another scheme) is the same tissue: same name, or one's alias is the other."""
@@ -42,6 +84,8 @@ class LabelScheme:
     name: str
     classes: tuple[LabelClass, ...]
     regions: Mapping[str, frozenset[int]]
+    region_colours: Mapping[str, str] = field(default_factory=dict)
+    lesionwise: LesionwiseSettings = LesionwiseSettings()
 
     def __post_init__(self) -> None:
         if not self.classes or 0 not in self.classes[0].raw_values:
@@ -65,6 +109,9 @@ class LabelScheme:
                     f"label scheme {self.name!r}: region {region!r} has values {sorted(unknown) or 'none'} "
                     f"that no class holds (classes hold {sorted(seen)})"
                 )
+        missing = [r for r in self.regions if r not in self.region_colours]
+        if missing:
+            raise ValueError(f"label scheme {self.name!r}: regions {missing} have no colour")
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -101,12 +148,33 @@ class LabelScheme:
         out = lookup[np.asarray(classes, dtype=np.int64)]
         return out.astype(np.uint8) if out.max(initial=0) < 256 else out
 
+    @property
+    def class_colours(self) -> dict[str, str]:
+        """Colour of each class, by name (background included)."""
+        return {c.name: c.colour for c in self.classes}
+
+    def best_modality(self, region: str, modalities: Sequence[str]) -> str:
+        """The modality of ``modalities`` that shows ``region`` best (:data:`REGION_MODALITIES`; the first
+        modality when the region's name is not a usual one or none of its modalities is there)."""
+        if not modalities:
+            raise ValueError("no modality to choose from")
+        lower = [m.lower() for m in modalities]
+        for wanted in REGION_MODALITIES.get(region, ()):
+            if wanted in lower:
+                return modalities[lower.index(wanted)]
+        return modalities[0]
+
     def region_mask(self, raw: np.ndarray, region: str) -> np.ndarray:
         """Boolean mask of a region in a raw label map."""
         return np.isin(raw, sorted(self.regions[region]))
 
-    def describe(self) -> dict[str, Any]:
-        """Plain-data form, stored with models and reports (read back by :func:`scheme_from_config`)."""
+    def describe(self, complete: bool = False) -> dict[str, Any]:
+        """Plain-data form, stored with models and reports (read back by :func:`scheme_from_config`).
+
+        Classes, regions and aliases only: the rules that compute something get this, so that a colour changed
+        re-runs nothing but figures. ``complete=True`` adds the colours and the lesion-wise settings (for the
+        evaluation and figure rules).
+        """
         described: dict[str, Any] = {
             "name": self.name,
             "classes": {c.name: list(c.raw_values) for c in self.classes},
@@ -115,21 +183,53 @@ class LabelScheme:
         aliases = {c.name: list(c.aliases) for c in self.classes if c.aliases}
         if aliases:
             described["aliases"] = aliases
+        if complete:
+            described["colours"] = {**{c.name: c.colour for c in self.classes[1:]}, **dict(self.region_colours)}
+            described["lesionwise"] = asdict(self.lesionwise)
         return described
 
 
+def _colours(name: str, classes: Mapping[str, list[int]], regions: Mapping[str, list[int]],
+             colours: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """Colour of every class and region: as declared; else a region made of one class's values takes that class's
+    colour; else the next colour of :data:`PALETTE` not yet taken."""
+    unknown = sorted(set(colours) - set(classes) - set(regions))
+    if unknown:
+        raise ValueError(f"label scheme {name!r}: colours given for {unknown}, which are neither classes nor regions")
+    taken = set(colours.values())
+    free = iter([c for c in PALETTE if c not in taken] + list(PALETTE) * len(classes))
+    class_colours = {"background": "#000000"}
+    for cls in list(classes)[1:]:
+        class_colours[cls] = colours.get(cls) or next(free)
+    region_colours = {}
+    for region, values in regions.items():
+        same = [c for c, vals in classes.items() if sorted(vals) == sorted(values) and c in class_colours]
+        region_colours[region] = colours.get(region) or (class_colours[same[0]] if same else next(free))
+    return class_colours, region_colours
+
+
 def _scheme(name: str, classes: Mapping[str, list[int]], regions: Mapping[str, list[int]],
-            aliases: Mapping[str, list[str]] | None = None) -> LabelScheme:
+            aliases: Mapping[str, list[str]] | None = None, colours: Mapping[str, str] | None = None,
+            lesionwise: LesionwiseSettings = LesionwiseSettings()) -> LabelScheme:
     aliases = aliases or {}
     unknown = sorted(set(aliases) - set(classes))
     if unknown:
         raise ValueError(f"label scheme {name!r}: aliases given for classes {unknown} it does not have")
+    class_colours, region_colours = _colours(name, classes, regions, colours or {})
     return LabelScheme(
         name=name,
-        classes=tuple(LabelClass(n, tuple(int(v) for v in vals), tuple(aliases.get(n, ())))
+        classes=tuple(LabelClass(n, tuple(int(v) for v in vals), tuple(aliases.get(n, ())),
+                                 class_colours.get(n, "#000000"))
                       for n, vals in classes.items()),
         regions={r: frozenset(int(v) for v in vals) for r, vals in regions.items()},
+        region_colours=region_colours,
+        lesionwise=lesionwise,
     )
+
+
+# BraTS colours as in the challenge's figures: necrosis red, oedema green, enhancing yellow; whole tumour green,
+# core red, enhancing yellow.
+_BRATS_COLOURS = {"WT": "#3cb44b", "TC": "#e6194b", "ET": "#ffe119"}
 
 
 LABEL_SCHEMES: dict[str, LabelScheme] = {
@@ -138,6 +238,9 @@ LABEL_SCHEMES: dict[str, LabelScheme] = {
         "brats2013",
         {"background": [0], "necrosis": [1], "edema": [2], "non_enhancing": [3], "enhancing": [4]},
         {"WT": [1, 2, 3, 4], "TC": [1, 3, 4], "ET": [4]},
+        colours={"necrosis": "#e6194b", "edema": "#3cb44b", "non_enhancing": "#4363d8", "enhancing": "#ffe119",
+                 **_BRATS_COLOURS},
+        lesionwise=BRATS_LESIONWISE,
     ),
     # BraTS 2017-2021: label 3 was merged into 1.
     "brats2021": _scheme(
@@ -145,6 +248,8 @@ LABEL_SCHEMES: dict[str, LabelScheme] = {
         {"background": [0], "necrotic_non_enhancing": [1], "edema": [2], "enhancing": [4]},
         {"WT": [1, 2, 4], "TC": [1, 4], "ET": [4]},
         {"necrotic_non_enhancing": ["necrosis", "non_enhancing", "netc"], "edema": ["snfh"]},
+        colours={"necrotic_non_enhancing": "#e6194b", "edema": "#3cb44b", "enhancing": "#ffe119", **_BRATS_COLOURS},
+        lesionwise=BRATS_LESIONWISE,
     ),
     # BraTS 2023+: 1 NETC, 2 SNFH, 3 ET; 4 resection cavity in the 2024 post-treatment data.
     # NETC is 2021's necrotic and non-enhancing core, SNFH its edema (BraTS 2023 label description).
@@ -153,9 +258,12 @@ LABEL_SCHEMES: dict[str, LabelScheme] = {
         {"background": [0], "netc": [1], "snfh": [2], "enhancing": [3], "resection_cavity": [4]},
         {"WT": [1, 2, 3], "TC": [1, 3], "ET": [3], "RC": [4]},
         {"netc": ["necrotic_non_enhancing", "necrosis", "non_enhancing"], "snfh": ["edema"]},
+        colours={"netc": "#e6194b", "snfh": "#3cb44b", "enhancing": "#ffe119", "resection_cavity": "#911eb4",
+                 "RC": "#911eb4", **_BRATS_COLOURS},
+        lesionwise=BRATS_LESIONWISE,
     ),
     # ISLES 2015 and any single-lesion dataset.
-    "binary": _scheme("binary", {"background": [0], "lesion": [1]}, {"lesion": [1]}),
+    "binary": _scheme("binary", {"background": [0], "lesion": [1]}, {"lesion": [1]}, colours={"lesion": "#f58231"}),
 }
 
 
@@ -177,7 +285,8 @@ def scheme_from_config(spec: str | Mapping[str, Any], name: str = "custom") -> L
             ) from None
     classes = dict(spec["classes"])
     regions = spec.get("regions") or {n: v for n, v in list(classes.items())[1:]}
-    return _scheme(name, classes, regions, spec.get("aliases"))
+    lesionwise = LesionwiseSettings(**spec.get("lesionwise", {}))
+    return _scheme(name, classes, regions, spec.get("aliases"), spec.get("colours"), lesionwise)
 
 
 def class_mapping(source: LabelScheme, target: LabelScheme, class_map: Mapping[str, str] | None = None) -> list[int]:

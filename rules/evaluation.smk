@@ -12,7 +12,7 @@ rule evaluate:
         subjects=lambda wc: method_subjects(wc.dataset, wc.method),
         labelled=lambda wc: [bool(manifest_rows(wc.dataset)[s][LABEL_COLUMN])
                              for s in method_subjects(wc.dataset, wc.method)],
-        scheme=lambda wc: DATASETS[wc.dataset].scheme.describe(),
+        scheme=lambda wc: DATASETS[wc.dataset].scheme.describe(complete=True),
     localrule: True  # seconds of work: not worth a cluster job
     threads: 1
     resources:

@@ -18,7 +18,7 @@ rule summarise_dataset:
         "logs/{dataset}/summarise_dataset.log",
     params:
         methods=lambda wc: methods_of(wc.dataset),
-        scheme=lambda wc: DATASETS[wc.dataset].scheme.describe(),
+        scheme=lambda wc: DATASETS[wc.dataset].scheme.describe(complete=True),
     localrule: True
     threads: 1
     resources:
@@ -40,7 +40,7 @@ rule overlay:
         "logs/{dataset}/overlay/{method}/{subject}.log",
     params:
         modalities=lambda wc: DATASETS[wc.dataset].modalities,
-        scheme=lambda wc: DATASETS[wc.dataset].scheme.describe(),
+        scheme=lambda wc: DATASETS[wc.dataset].scheme.describe(complete=True),
     localrule: True  # seconds of work: not worth a cluster job
     threads: 1
     resources:
