@@ -29,16 +29,24 @@ def use_huge_pages() -> None:
     os.environ.setdefault("THP_MEM_ALLOC_ENABLE", "1")
 
 
-def count_gpus() -> int:
-    """NVIDIA GPUs of this machine, counted without initialising CUDA (which would fix the visible devices)."""
+def gpu_names() -> list[str]:
+    """The NVIDIA GPUs of this machine (``nvidia-smi -L``), listed without initialising CUDA (which would fix
+    the visible devices); empty without a driver."""
     nvidia_smi = shutil.which("nvidia-smi")
     if nvidia_smi is None:
-        return 0
+        return []
     try:
         listing = subprocess.run([nvidia_smi, "-L"], capture_output=True, text=True, timeout=30, check=True).stdout
     except (OSError, subprocess.SubprocessError):
-        return 0
-    return sum(line.startswith("GPU ") for line in listing.splitlines())
+        return []
+    # "GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-...)" -> "NVIDIA H100 80GB HBM3"
+    return [line.split(":", 1)[1].split("(UUID")[0].strip() for line in listing.splitlines()
+            if line.startswith("GPU ") and ":" in line]
+
+
+def count_gpus() -> int:
+    """NVIDIA GPUs of this machine (:func:`gpu_names`)."""
+    return len(gpu_names())
 
 
 def default_lock_dir() -> Path:

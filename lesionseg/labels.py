@@ -40,6 +40,15 @@ REGION_MODALITIES: dict[str, tuple[str, ...]] = {
 and oedema on FLAIR, enhancing tumour and core on post-contrast T1 (radiological convention)."""
 
 
+REGION_NAMES: dict[str, str] = {
+    "WT": "whole tumour",
+    "TC": "tumour core",
+    "ET": "enhancing tumour",
+    "RC": "resection cavity",
+}
+"""What the usual region abbreviations stand for (table legends)."""
+
+
 @dataclass(frozen=True)
 class LesionwiseSettings:
     """Parameters of the lesion-wise evaluation (:mod:`lesionseg.evaluation.lesionwise`).
@@ -163,6 +172,17 @@ class LabelScheme:
             if wanted in lower:
                 return modalities[lower.index(wanted)]
         return modalities[0]
+
+    def region_legend(self) -> str:
+        """The regions defined by their labels, for a table's legend: ``WT (whole tumour): labels 1
+        necrotic_non_enhancing, 2 edema, 4 enhancing; ...``."""
+        names = {value: c.name for c in self.classes for value in c.raw_values}
+        parts = []
+        for region, values in self.regions.items():
+            title = f"{region} ({REGION_NAMES[region]})" if region in REGION_NAMES else region
+            labels = ", ".join(f"{v} {names[v]}" for v in sorted(values))
+            parts.append(f"{title}: label{'s' if len(values) > 1 else ''} {labels}")
+        return "Regions: " + "; ".join(parts) + "."
 
     def region_mask(self, raw: np.ndarray, region: str) -> np.ndarray:
         """Boolean mask of a region in a raw label map."""

@@ -58,7 +58,8 @@ rule summarise_postprocessing:
     output:
         csv="results/{dataset}/postprocessing/summary.csv",
         html=report("results/{dataset}/postprocessing/summary.html", caption="../report/postprocessing.rst",
-                    category="Evaluation", subcategory="{dataset}"),
+                    category="Evaluation", subcategory="{dataset}",
+                    labels={"Dataset": "{dataset}", "Item": "post-processing chosen"}),
     log:
         "logs/{dataset}/summarise_postprocessing.log",
     params:

@@ -178,7 +178,8 @@ rule preprocessing_qc:
             "results/{dataset}/qc/preprocessing/{subject}.png",
             caption="../report/preprocessing_qc.rst",
             category="Quality control",
-            subcategory="Preprocessing",
+            subcategory="{dataset}: preprocessing",
+            labels={"Subject": "{subject}"},
         ),
     log:
         "logs/{dataset}/preprocessing_qc/{subject}.log",

@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from lesionseg.evaluation.lesionwise import LESIONWISE_METRICS
+from lesionseg.evaluation.metrics import METRICS
 from lesionseg.evaluation.steps import evaluate_method
 from lesionseg.io import write_nifti
 from lesionseg.labels import LABEL_SCHEMES
@@ -38,6 +40,32 @@ def test_scored_and_unscored_subjects(tmp_path):
     assert len(table) == 6
 
 
+def test_lesionwise_columns_of_scored_and_unscored_rows(tmp_path):
+    wider = ((0, 20), (0, 0), (0, 0))
+    truth = np.pad(label(), wider)
+    truth[30:33, 15:18, 7:9] = 2  # a second, 18-voxel lesion of the whole tumour: not scored (BraTS: > 50 voxels)
+    write_nifti(tmp_path / "truth_a.nii.gz", truth, AFFINE)
+    write_nifti(tmp_path / "seg_a.nii.gz", np.pad(label(shift=1), wider), AFFINE)
+    write_nifti(tmp_path / "seg_b.nii.gz", np.pad(label(), wider), AFFINE)  # subject b has no truth
+    evaluate_method(["a", "b"], [tmp_path / "seg_a.nii.gz", tmp_path / "seg_b.nii.gz"],
+                    [tmp_path / "truth_a.nii.gz", None], BRATS, tmp_path / "per_subject.csv")
+    written = pd.read_csv(tmp_path / "per_subject.csv")
+    assert list(written.columns) == ["subject", "region", *METRICS, *LESIONWISE_METRICS]
+    a = written[written.subject == "a"].set_index("region")
+    assert a[list(LESIONWISE_METRICS)].notna().all().all()
+    # WT: the 196-voxel lesion, found (shifted by one voxel); the small lesion left out; no false positive.
+    assert a.loc["WT", "truth_lesions"] == 1 and a.loc["WT", "detected_lesions"] == 1
+    assert a.loc["WT", "predicted_lesions"] == 1 and a.loc["WT", "false_positive_lesions"] == 0
+    assert a.loc["WT", "lesionwise_dice"] == pytest.approx(2 * 6 * 7 * 4 / (2 * 7 * 7 * 4))
+    assert a.loc["WT", "lesion_f1"] == 1.0
+    assert a.loc["WT", "absolute_volume_difference_mm3"] == 3 * 3 * 2 * 2.0  # the missed small lesion, 2 mm slices
+    # ET: an 18-voxel lesion only, not scored, and its match is no false positive: perfect (BraTS).
+    assert a.loc["ET", "truth_lesions"] == 0 and a.loc["ET", "false_positive_lesions"] == 0
+    assert a.loc["ET", "lesionwise_dice"] == 1.0 and a.loc["ET", "lesionwise_hd95"] == 0.0
+    b = written[written.subject == "b"].set_index("region")
+    assert b[list(LESIONWISE_METRICS)].isna().all().all()
+
+
 def test_shape_mismatch_names_the_subject_and_the_files(tmp_path):
     write_nifti(tmp_path / "truth.nii.gz", label(), AFFINE)
     write_nifti(tmp_path / "seg.nii.gz", label()[:, :, :8], AFFINE)
@@ -56,7 +84,7 @@ def test_dataset_summary_files(tmp_path):
     for method, prefix in (("net", "raw"), ("net+crf", "crf")):
         evaluate_method(subjects, [tmp_path / f"{prefix}{i}.nii.gz" for i in range(3)], truths, BRATS,
                         tmp_path / f"{method}.csv")
-    out = {name: tmp_path / name for name in ("s.csv", "s.md", "s.html", "sig.csv", "box.png")}
+    out = {name: tmp_path / name for name in ("s.csv", "s.md", "s.html", "sig.csv", "box.png", "crf.png")}
     summarise_dataset("d", {"net": tmp_path / "net.csv", "net+crf": tmp_path / "net+crf.csv"}, BRATS,
                       *out.values())
     summary = pd.read_csv(out["s.csv"])

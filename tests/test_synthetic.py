@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from lesionseg.labels import LABEL_SCHEMES
 from lesionseg.synthetic import KINDS, MODALITIES, SyntheticSubject, save_qc_png, synthesize_subject
 from lesionseg.synthetic import contrast
 from lesionseg.synthetic.subject import Simulation, simulate
@@ -206,7 +207,7 @@ def test_background_holds_rician_noise_only(simulation: Simulation):
 
 def test_save_qc_png_writes_a_png_atomically(tmp_path, tumour: Simulation):
     path = tmp_path / "qc" / "subject.png"
-    save_qc_png(tumour.subject, path, title="tumour 0")
+    save_qc_png(tumour.subject, path, LABEL_SCHEMES["brats2013"], title="tumour 0")
     data = path.read_bytes()
     assert data.startswith(b"\x89PNG\r\n\x1a\n") and len(data) > 10_000
     assert [p.name for p in path.parent.iterdir()] == ["subject.png"]

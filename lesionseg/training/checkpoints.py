@@ -20,9 +20,7 @@ that holds only tensors and plain data, so that it is read with
 
 from __future__ import annotations
 
-import platform
 from collections.abc import Mapping, Sequence
-from importlib import metadata as package_metadata
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +28,7 @@ import torch
 from torch import nn
 
 from lesionseg.io import atomic_path
+from lesionseg.machine import package_versions
 from lesionseg.models import build_model
 
 MODEL_FILE_FORMAT = "lesionseg-model"
@@ -43,17 +42,6 @@ class ModelMismatchError(ValueError):
 
 class ModelFileError(ValueError):
     """A file is not a model file this version of lesionseg can read."""
-
-
-def package_versions() -> dict[str, str]:
-    """Versions of what made a model, for its provenance."""
-    versions = {"python": platform.python_version()}
-    for package in ("lesionseg", "torch", "numpy", "antspyx"):
-        try:
-            versions[package] = package_metadata.version(package)
-        except package_metadata.PackageNotFoundError:
-            pass
-    return versions
 
 
 def network_record(model: nn.Module, name: str, architecture: str, parameters: Mapping[str, Any],
