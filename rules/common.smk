@@ -6,6 +6,7 @@ import re
 from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
+from types import SimpleNamespace
 
 from lesionseg import resources as estimates
 from lesionseg.datasets import SUBJECT_ID, SYNTHETIC_KINDS, datasets_from_config, synthetic_subject_files
@@ -320,6 +321,7 @@ def training_targets(dataset):
             for phase in spec.training["phases"]:
                 out = model_dir(dataset, model, phase)
                 targets += [f"{out}/model.pt", f"{out}/history.csv", f"{out}/learning_curve.png"]
+            targets.append(f"results/{dataset}/models/{model}/learning_curves.png")  # every phase together
     return targets
 
 
@@ -503,11 +505,24 @@ def evaluation_inputs(wildcards):
     }
 
 
+def method_families(dataset):
+    """The dataset's methods grouped by network (``deepmedic``: deepmedic, deepmedic+crf, deepmedic+pp, ...), in
+    method order, for the networks that segment some subject: one overlay shows a family side by side."""
+    families = {}
+    for method in methods_of(dataset):
+        if method_subjects(dataset, method):
+            families.setdefault(split_method(method)[0], []).append(method)
+    return families
+
+
 def overlay_inputs(wildcards):
-    """A subject's input images, a method's segmentation, and the truth if there is one."""
+    """A subject's input images, the segmentation of every method of a network's family, and the truth if there
+    is one."""
+    methods = method_families(wildcards.dataset)[wildcards.network]
     inputs = {
         "images": images_on_reference_grid(wildcards),
-        "segmentation": f"results/{wildcards.dataset}/segmentations/{wildcards.method}/{wildcards.subject}.nii.gz",
+        "segmentations": [f"results/{wildcards.dataset}/segmentations/{m}/{wildcards.subject}.nii.gz"
+                          for m in methods],
     }
     truth = manifest_rows(wildcards.dataset)[wildcards.subject][LABEL_COLUMN]
     if truth:
@@ -515,16 +530,50 @@ def overlay_inputs(wildcards):
     return inputs
 
 
+def overlay_files(dataset):
+    """Subject -> its overlays (one per network family), subjects in manifest order."""
+    files = {}
+    for network, methods in method_families(dataset).items():
+        for subject in method_subjects(dataset, methods[0]):
+            files.setdefault(subject, []).append(f"results/{dataset}/figures/overlays/{network}/{subject}.png")
+    order = {s: i for i, s in enumerate(manifest_subjects(dataset))}
+    return dict(sorted(files.items(), key=lambda item: order[item[0]]))
+
+
 def evaluation_targets(dataset):
-    """Per-method tables, the dataset's summaries and an overlay per method and subject it segments."""
+    """Per-method tables, the dataset's summaries and per-subject page, and an overlay per network family and
+    subject it segments."""
     methods = [m for m in methods_of(dataset) if method_subjects(dataset, m)]
     if not methods:
         return []
     targets = [f"results/{dataset}/evaluation/{method}/per_subject.csv" for method in methods]
     targets += [f"results/{dataset}/evaluation/summary.{ext}" for ext in ("csv", "md", "html")]
-    targets += [f"results/{dataset}/figures/overlays/{m}/{s}.png" for m in methods for s in method_subjects(dataset, m)]
+    targets.append(f"results/{dataset}/evaluation/per_subject.html")
+    targets += [path for paths in overlay_files(dataset).values() for path in paths]
     targets.append(f"results/{dataset}/runtimes.csv")
     return targets
+
+
+def crf_uses(dataset):
+    """Network -> (tuned parameters' file, or None, and the parameters used otherwise) of the dataset's networks
+    that have a +crf method."""
+    uses = {}
+    for method in methods_of(dataset):
+        network, crf = split_method(method)
+        if crf and network not in uses:
+            tuned = crf_tuned_on(dataset, network)
+            wildcards = SimpleNamespace(dataset=dataset, network=network)
+            uses[network] = ("results/{}/crf/{}/parameters.yaml".format(*tuned) if tuned else None,
+                             crf_parameters(wildcards))
+    return uses
+
+
+def overview_inputs(wildcards):
+    """Every dataset's manifest and run time, and the tuned CRF parameters of the networks that use some."""
+    inputs = {"manifests": [f"results/{d}/subjects.tsv" for d in DATASETS],
+              "run_times": [f"results/{d}/run_time.yaml" for d in DATASETS if evaluation_targets(d)]}
+    inputs["crf"] = sorted({tuned for d in DATASETS for tuned, _ in crf_uses(d).values() if tuned})
+    return inputs
 
 
 def probability_subjects(dataset, method):
@@ -561,6 +610,8 @@ def benchmark_files(wildcards):
                   for s in probability_subjects(dataset, n + CRF_SUFFIX)]
     files += [f"benchmarks/{dataset}/infer/{n}/{s}.tsv" for n, net in networks.items() if not net.is_ensemble
               for s in sorted(inferred[n])]
+    exported = dict.fromkeys(split_postprocessing(m)[0] for m in methods_of(dataset))  # a +pp method's, its base's
+    files += [f"benchmarks/{dataset}/export_results/{m}/{s}.tsv" for m in exported for s in method_subjects(dataset, m)]
     return files
 
 
@@ -575,4 +626,5 @@ def all_targets(wildcards):
         targets += segmentation_targets(name)
         targets += evaluation_targets(name)
         targets += postprocessing_targets(name)
+    targets += ["results/overview.html", "results/configuration.html"]
     return targets

@@ -59,6 +59,8 @@ rule export_results:
         segmentation="results/{dataset}/segmentations/{method}/{subject}.nii.gz",
     log:
         "logs/{dataset}/export_results/{method}/{subject}.log",
+    benchmark:
+        "benchmarks/{dataset}/export_results/{method}/{subject}.tsv"
     wildcard_constraints:
         method=PROBABILITY_METHOD,  # a post-processed method's segmentation comes from rule postprocess_segmentation
     params:

@@ -1,5 +1,5 @@
-# Stage 7: per-dataset summaries (tables, CRF significance, boxplot) and per-subject overlays,
-# all marked for `snakemake --report report.html`.
+# Stage 7: per-dataset summaries (tables, CRF significance, figures), the per-subject page and overlays, and the
+# run's overview, all marked for `snakemake --report report.html`.
 
 
 rule summarise_dataset:
@@ -10,10 +10,14 @@ rule summarise_dataset:
         csv="results/{dataset}/evaluation/summary.csv",
         markdown="results/{dataset}/evaluation/summary.md",
         html=report("results/{dataset}/evaluation/summary.html", caption="../report/summary.rst",
-                    category="Evaluation", subcategory="{dataset}"),
+                    category="Evaluation", subcategory="{dataset}", labels={"Dataset": "{dataset}", "Item": "summary"}),
         significance="results/{dataset}/evaluation/crf_significance.csv",
         boxplot=report("results/{dataset}/evaluation/dice_boxplot.png", caption="../report/boxplot.rst",
-                       category="Evaluation", subcategory="{dataset}"),
+                       category="Evaluation", subcategory="{dataset}",
+                       labels={"Dataset": "{dataset}", "Item": "Dice per region"}),
+        crf_effect=report("results/{dataset}/evaluation/crf_effect.png", caption="../report/crf_effect.rst",
+                          category="Evaluation", subcategory="{dataset}",
+                          labels={"Dataset": "{dataset}", "Item": "effect of the CRF"}),
     log:
         "logs/{dataset}/summarise_dataset.log",
     params:
@@ -30,15 +34,44 @@ rule summarise_dataset:
         "../scripts/summarise_dataset.py"
 
 
+rule subject_table:
+    input:
+        per_subject=lambda wc: [f"results/{wc.dataset}/evaluation/{m}/per_subject.csv"
+                                for m in methods_of(wc.dataset)],
+        manifest="results/{dataset}/subjects.tsv",
+        overlays=lambda wc: [path for paths in overlay_files(wc.dataset).values() for path in paths],
+    output:
+        html=report("results/{dataset}/evaluation/per_subject.html", caption="../report/per_subject.rst",
+                    category="Evaluation", subcategory="{dataset}",
+                    labels={"Dataset": "{dataset}", "Item": "every subject"}),
+    log:
+        "logs/{dataset}/subject_table.log",
+    params:
+        methods=lambda wc: methods_of(wc.dataset),
+        overlays=lambda wc: overlay_files(wc.dataset),
+        scheme=lambda wc: DATASETS[wc.dataset].scheme.describe(complete=True),
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=image_mem_mb(500, 5),
+        runtime=image_runtime(5, 0.05),
+    conda:
+        "../envs/io.yaml"
+    script:
+        "../scripts/subject_table.py"
+
+
 rule overlay:
     input:
         unpack(overlay_inputs),
     output:
-        png=report("results/{dataset}/figures/overlays/{method}/{subject}.png", caption="../report/overlay.rst",
-                   category="Segmentations", subcategory="{dataset}: {method}"),
+        png=report("results/{dataset}/figures/overlays/{network}/{subject}.png", caption="../report/overlay.rst",
+                   category="Segmentations", subcategory="{dataset}",
+                   labels={"Subject": "{subject}", "Network": "{network}"}),
     log:
-        "logs/{dataset}/overlay/{method}/{subject}.log",
+        "logs/{dataset}/overlay/{network}/{subject}.log",
     params:
+        methods=lambda wc: method_families(wc.dataset)[wc.network],
         modalities=lambda wc: DATASETS[wc.dataset].modalities,
         scheme=lambda wc: DATASETS[wc.dataset].scheme.describe(complete=True),
     localrule: True  # seconds of work: not worth a cluster job
@@ -52,20 +85,52 @@ rule overlay:
         "../scripts/overlay.py"
 
 
+rule overview:
+    input:
+        unpack(overview_inputs),
+    output:
+        overview=report("results/overview.html", caption="../report/overview.rst", category="Overview",
+                        labels={"Item": "overview"}),
+        configuration=report("results/configuration.html", caption="../report/configuration.rst",
+                             category="Overview", labels={"Item": "configuration"}),
+    log:
+        "logs/overview.log",
+    params:
+        datasets=lambda wc: {d: {"scheme": DATASETS[d].scheme.name, "modalities": list(DATASETS[d].modalities),
+                                 "methods": methods_of(d)} for d in DATASETS},
+        crf=lambda wc: {d: {network: {"tuned": tuned, "parameters": parameters}
+                            for network, (tuned, parameters) in crf_uses(d).items()} for d in DATASETS},
+        config=config,
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    conda:
+        "../envs/io.yaml"
+    script:
+        "../scripts/overview.py"
+
+
 rule runtimes:
     input:
         benchmark_files,
     output:
         csv="results/{dataset}/runtimes.csv",
+        run="results/{dataset}/run_time.yaml",
         png=report("results/{dataset}/runtimes.png", caption="../report/runtimes.rst", category="Runtimes",
                    subcategory="{dataset}"),
     log:
         "logs/{dataset}/runtimes.log",
+    params:
+        # Named in the figure: their time is in no benchmark file.
+        unmeasured=lambda wc: sorted(r.name for r in workflow.rules
+                                     if not r.benchmark and r.name not in ("all", "runtimes")),
     localrule: True
     threads: 1
     resources:
-        mem_mb=image_mem_mb(300, 1),
-        runtime=image_runtime(5, 0.05),
+        mem_mb=500,  # small tables, whatever the number of jobs
+        runtime=5,
     conda:
         "../envs/io.yaml"
     script:

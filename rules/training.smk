@@ -1,5 +1,5 @@
 # Stage 3: training samples per subject, then one training job per (dataset, model, phase), and per fold with
-# k-fold cross-validation ({model} is then deepmedic/fold0, ...).
+# k-fold cross-validation ({model} is then deepmedic/fold0, ...); the learning curves of every phase together.
 
 
 rule sample_subject:
@@ -31,11 +31,7 @@ rule train_model:
     output:
         model="results/{dataset}/models/{model}/phase{phase}/model.pt",
         history="results/{dataset}/models/{model}/phase{phase}/history.csv",
-        curve=report(
-            "results/{dataset}/models/{model}/phase{phase}/learning_curve.png",
-            caption="../report/learning_curve.rst",
-            category="Training",
-        ),
+        curve="results/{dataset}/models/{model}/phase{phase}/learning_curve.png",  # this phase alone
     log:
         "logs/{dataset}/train_model/{model}/phase{phase}.log",
     benchmark:
@@ -58,3 +54,31 @@ rule train_model:
         "../envs/training.yaml"
     script:
         "../scripts/train_model.py"
+
+
+rule learning_curves:
+    input:
+        histories=lambda wc: [f"{model_dir(wc.dataset, wc.model, p)}/history.csv"
+                              for p in MODELS[model_name(wc.model)].training["phases"]],
+    output:
+        png=report(
+            "results/{dataset}/models/{model}/learning_curves.png",
+            caption="../report/learning_curve.rst",
+            category="Training",
+            subcategory="{dataset}",
+            labels={"Model": "{model}"},
+        ),
+    log:
+        "logs/{dataset}/learning_curves/{model}.log",
+    params:
+        phases=lambda wc: MODELS[model_name(wc.model)].training["phases"],
+        scheme=lambda wc: DATASETS[wc.dataset].scheme.describe(complete=True),
+    localrule: True  # seconds of work: not worth a cluster job
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    conda:
+        "../envs/io.yaml"
+    script:
+        "../scripts/learning_curves.py"

@@ -5,5 +5,5 @@ from lesionseg.reporting.overview import crf_uses_of, datasets_of, write_overvie
 
 log_to_file(snakemake.log[0])
 params, inputs, output = snakemake.params, snakemake.input, snakemake.output
-write_overview(datasets_of(params.datasets, inputs.manifests), crf_uses_of(params.crf), list(inputs.runtimes),
+write_overview(datasets_of(params.datasets, inputs.manifests), crf_uses_of(params.crf), list(inputs.run_times),
                params.config, output.overview, output.configuration)

@@ -50,3 +50,33 @@ def test_explicit_mapping_merges_values_and_defaults_regions():
 def test_bad_schemes_are_explained(spec, message):
     with pytest.raises(ValueError, match=message):
         scheme_from_config(spec)
+
+
+def test_one_colour_per_class_and_region_declared_with_the_scheme():
+    brats = LABEL_SCHEMES["brats2021"]
+    assert brats.class_colours["enhancing"] == brats.region_colours["ET"]  # one tissue, one colour everywhere
+    assert len(set(brats.region_colours.values())) == len(brats.regions)
+    custom = scheme_from_config({"classes": {"background": [0], "a": [1], "b": [2]},
+                                 "regions": {"all": [1, 2], "a": [1]}, "colours": {"b": "#123456"}})
+    assert custom.region_colours["a"] == custom.class_colours["a"]  # a region of one class takes its colour
+    assert custom.class_colours["b"] == "#123456"
+    assert len({custom.class_colours["a"], custom.class_colours["b"], custom.region_colours["all"]}) == 3
+    with pytest.raises(ValueError, match="neither classes nor regions"):
+        scheme_from_config({"classes": {"background": [0], "a": [1]}, "colours": {"c": "#000000"}})
+
+
+def test_complete_description_round_trips_and_the_plain_one_leaves_figures_out():
+    brats = LABEL_SCHEMES["brats2023"]
+    assert "colours" not in brats.describe()  # a colour changed re-runs no computation
+    assert scheme_from_config(brats.describe(complete=True), name="brats2023") == brats
+    assert scheme_from_config({"classes": {"background": [0], "lesion": [1]},
+                               "lesionwise": {"dilation_iterations": 2}}).lesionwise.dilation_iterations == 2
+
+
+def test_best_modality_and_region_legend():
+    brats = LABEL_SCHEMES["brats2013"]
+    assert brats.best_modality("WT", ["t1", "t1c", "t2", "FLAIR"]) == "FLAIR"
+    assert brats.best_modality("ET", ["t1", "t1ce", "t2", "flair"]) == "t1ce"
+    assert brats.best_modality("ET", ["dwi", "adc"]) == "dwi"  # none of its modalities: the first one
+    assert LABEL_SCHEMES["binary"].region_legend() == "Regions: lesion: label 1 lesion."
+    assert "ET (enhancing tumour): label 4 enhancing" in brats.region_legend()

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from conftest import REPO, SNAKEMAKE, data_digests, run
+from conftest import REPO, data_digests, run
 from lesionseg.cli import main as cli
 from lesionseg.io import read_image
 

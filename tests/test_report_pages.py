@@ -7,7 +7,6 @@ import re
 
 import numpy as np
 import pandas as pd
-import pytest
 import yaml
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -19,8 +18,8 @@ from lesionseg.reporting.overview import (
     CRFUse,
     DatasetRun,
     crf_uses_of,
-    format_duration,
     overview_html,
+    run_wall_time,
     split_counts,
 )
 from lesionseg.reporting.pages import anchor, table_html
@@ -89,7 +88,7 @@ def test_subject_rows_are_in_subject_order_with_splits_and_every_metric():
     assert list(table["Region"][:3]) == ["WT", "TC", "ET"]
     first = table.iloc[0]
     assert first["Dice"] == "0.600" and first["Spec."] == "0.99999" and first["Truth ml"] == "2.00"
-    assert first["Lesions T / D / FP"] == "2 / 1 / 1"
+    assert first["T/D/FP"] == "2/1/1"
     unlabelled = table[table["Subject"] == "u"].iloc[0]
     assert unlabelled["Dice"] == "–" and unlabelled["Pred. ml"] == "1.50"
 
@@ -135,14 +134,17 @@ def test_overview_lists_datasets_crf_parameters_machine_and_wall_time(tmp_path):
     values = cells(page)
     assert "train 1 · test 1" in values and "deepmedic, deepmedic+crf" in values
     assert "4.55" in values and "18.60, 18.60, 9.00" in values  # isotropic sigma once, anisotropic per axis
-    assert "1 h 02 min (first benchmarked job's start to the last one's end)" in values
+    assert "62.1 min (first benchmarked job's start to the last one's end)" in values
     assert "lesionseg 1.0" in values and "a CPU, 2 logical cores" in values
 
 
-@pytest.mark.parametrize("seconds, text", [(45.4, "45 s"), (750, "12 min 30 s"), (3600, "1 h 00 min"),
-                                           (None, "unknown")])
-def test_format_duration(seconds, text):
-    assert format_duration(seconds) == text
+def test_run_wall_time_spans_every_dataset(tmp_path):
+    first, second, idle = tmp_path / "a.yaml", tmp_path / "b.yaml", tmp_path / "c.yaml"
+    first.write_text(yaml.safe_dump({"start": "2026-12-01T10:00:00+00:00", "end": "2026-12-01T10:30:00+00:00"}))
+    second.write_text(yaml.safe_dump({"start": "2026-12-01T10:20:00+00:00", "end": "2026-12-01T11:00:05+00:00"}))
+    idle.write_text(yaml.safe_dump({"start": None, "end": None, "benchmarked_jobs": 0}))
+    assert run_wall_time([first, second, idle]) == 3605.0
+    assert run_wall_time([idle]) is None
 
 
 def test_crf_effect_figure_draws_each_pair_and_says_when_there_is_none(tmp_path):

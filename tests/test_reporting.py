@@ -8,18 +8,40 @@ import warnings
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.colors import to_rgba
 from scipy import ndimage, stats
 
-from lesionseg.evaluation.metrics import METRICS
+from lesionseg.evaluation.metrics import METRICS, dice
+from lesionseg.io import write_nifti
 from lesionseg.labels import LABEL_SCHEMES
-from lesionseg.reporting.figures import dice_boxplot, lesion_slices, method_colours, overlay_figure
+from lesionseg.masks import differs_from_background
+from lesionseg.reporting import overlays
+from lesionseg.reporting.figures import dice_boxplot, method_colours
+from lesionseg.reporting.overlays import (
+    ERROR_ALPHA,
+    EXTRA_COLOUR,
+    FILL_ALPHA,
+    MISSED_COLOUR,
+    agreement,
+    draw_overlay,
+    grey_window,
+    lesion_crop,
+    lesion_slice,
+    overlay_figure,
+    overlay_headings,
+    overlay_layout,
+    overlay_subject,
+    radiological,
+)
 from lesionseg.reporting.tables import (
     crf_pairs,
     crf_significance,
+    flat_headings,
     format_p_value,
-    formatted_summary,
+    grouped_summary,
     load_per_subject,
     markdown_table,
+    smallest_p_value,
     summary_table,
     volume_table,
     write_summary,
@@ -84,17 +106,28 @@ def test_summary_table_numbers(hand_made):
     assert summary.loc["B", "dice_ET_median"] == pytest.approx(0.5)
     assert summary.loc["A", "hd95_WT_mean"] == pytest.approx(5.0)
     assert summary.loc["A", "specificity_ET_q3"] == pytest.approx(0.99)
-    expected = ["n_subjects"] + [f"{m}_{r}_{s}" for m in ("dice", "sensitivity", "specificity", "hd95")
+    # Every metric the per-subject tables have (those without lesion-wise columns get none of those).
+    expected = ["n_subjects"] + [f"{m}_{r}_{s}" for m in ("dice", "sensitivity", "specificity", "precision", "hd95",
+                                                          "assd")
                                  for r in REGIONS for s in ("mean", "median", "q1", "q3")]
     assert list(summary.columns) == expected
 
 
-def test_formatted_summary(hand_made):
-    formatted = summary_table(hand_made, REGIONS, formatted=True)
-    assert list(formatted["Method"]) == ["A", "A+crf", "B"]
-    assert formatted.loc[0, "Dice WT"] == "0.500 (0.500 [0.350, 0.650])"
-    assert formatted.loc[0, "HD95 WT (mm)"] == "5.0 (5.0 [3.5, 6.5])"
-    assert formatted.equals(formatted_summary(summary_table(hand_made, REGIONS), REGIONS))
+def test_grouped_summary_has_one_number_per_cell_under_metric_and_region_headings(hand_made):
+    summary = summary_table(hand_made, REGIONS)
+    means = grouped_summary(summary, REGIONS, ("dice", "hd95"))
+    assert list(means.index) == ["A", "A+crf", "B"]
+    assert list(means.columns) == [("", "n"), ("Dice", "WT"), ("Dice", "ET"), ("HD95 (mm)", "WT"),
+                                   ("HD95 (mm)", "ET")]
+    assert means.loc["A", ("Dice", "WT")] == "0.500" and means.loc["A", ("HD95 (mm)", "WT")] == "5.0"
+    assert means.loc["A", ("", "n")] == "4"
+    spread = grouped_summary(summary, REGIONS, ("dice", "lesionwise_dice"), "median_iqr")
+    assert spread.loc["A", ("Dice", "WT")] == "0.500 [0.350, 0.650]"
+    assert ("Lesion-wise Dice", "WT") not in spread.columns  # the results have no lesion-wise scores
+    assert list(flat_headings(means).columns) == ["Method", "n", "Dice WT", "Dice ET", "HD95 (mm) WT",
+                                                  "HD95 (mm) ET"]
+    with pytest.raises(ValueError, match="statistic"):
+        grouped_summary(summary, REGIONS, ("dice",), "max")
 
 
 def test_summary_rejects_unknown_region(hand_made):
@@ -108,7 +141,7 @@ def test_write_summary_csv_round_trip_and_markdown(hand_made, tmp_path):
     back = pd.read_csv(csv_path, index_col="method")
     pd.testing.assert_frame_equal(back, summary, check_exact=False, rtol=1e-12)
     markdown = md_path.read_text(encoding="utf-8")
-    for name in ["A", "A+crf", "B", *REGIONS, "Dice", "HD95", "mean (median [Q1, Q3])", "Wilcoxon", "nolabel"]:
+    for name in ["A", "A+crf", "B", *REGIONS, "Dice", "HD95", "Median [IQR]", "Wilcoxon", "Smallest p", "nolabel"]:
         assert name in markdown
     # The CRF table: A vs A+crf only, p formatted to 3 decimals.
     crf = pd.read_csv(tmp_path / "crf.csv")
@@ -184,7 +217,7 @@ def test_crf_consistently_better_is_significant_with_the_right_sign():
     results, base, improved = paired_results()
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        table = crf_significance(results, ["lesion"])
+        table = crf_significance(results, ["lesion"], metrics=["dice", "hd95", "specificity"])
     assert crf_pairs(results) == [("m", "m+crf")]
     assert set(table["method"]) == {"m"}  # "solo" has no +crf twin
     dice = table[table["metric"] == "dice"].iloc[0]
@@ -196,8 +229,16 @@ def test_crf_consistently_better_is_significant_with_the_right_sign():
     expected = stats.wilcoxon(improved, base, alternative="two-sided")
     assert dice["statistic"] == pytest.approx(expected.statistic)
     assert dice["p_value"] == pytest.approx(expected.pvalue)
+    assert dice["smallest_p"] == pytest.approx(2 / 2**12)
     specificity = table[table["metric"] == "specificity"].iloc[0]
     assert specificity["p_value"] == 1.0 and "zero" in specificity["note"]
+
+
+def test_smallest_attainable_p_of_the_signed_rank_test():
+    assert smallest_p_value(4) == 0.125  # the demo's 4 test subjects can never reach p < 0.125
+    assert smallest_p_value(1) != smallest_p_value(1)  # NaN: no test
+    for n in (2, 5, 8):  # every difference of one sign, all ranks distinct: scipy's exact p is the bound
+        assert stats.wilcoxon(np.arange(1, n + 1) * 0.1, np.zeros(n)).pvalue == pytest.approx(smallest_p_value(n))
 
 
 def test_crf_matches_scipy_on_mixed_differences():
@@ -250,41 +291,6 @@ def ball(shape, centre, radius):
     return sum((g - c) ** 2 for g, c in zip(grid, centre, strict=True)) <= radius**2
 
 
-def test_lesion_slices_go_through_the_lesion():
-    shape = (20, 20, 40)
-    truth = ball(shape, (10, 10, 15), 5)  # z 10..20
-    prediction = ball(shape, (10, 10, 17), 5)  # z 12..22
-    slices = lesion_slices(truth, prediction, 3)
-    assert len(slices) == 3 and slices == sorted(set(slices))
-    assert all(10 <= z <= 22 for z in slices)
-    assert slices[0] < 16 < slices[-1]
-    # Prediction only.
-    assert all(12 <= z <= 22 for z in lesion_slices(None, prediction, 3))
-    # Every chosen slice holds lesion, even with two blobs far apart.
-    two = ball(shape, (10, 10, 5), 2) | ball(shape, (10, 10, 34), 2)
-    assert all(two[:, :, z].any() for z in lesion_slices(two, None, 3))
-    # A lesion on one slice gives that slice; on two slices, both.
-    thin = np.zeros(shape, dtype=np.uint8)
-    thin[8:12, 8:12, 7] = 4
-    assert lesion_slices(thin, np.zeros(shape), 3) == [7]
-    thin[8:12, 8:12, 8] = 1
-    assert lesion_slices(thin, None, 3) == [7, 8]
-    # A lopsided lesion whose quantiles coincide still gives 3 distinct slices.
-    lopsided = np.zeros(shape, dtype=bool)
-    lopsided[:, :, 30] = True
-    lopsided[0, 0, 29] = lopsided[0, 0, 31] = True
-    assert lesion_slices(lopsided, None, 3) == [29, 30, 31]
-
-
-def test_lesion_slices_without_lesion_use_the_brain_or_the_middle():
-    shape = (20, 20, 40)
-    empty = np.zeros(shape, dtype=bool)
-    brain = ball(shape, (10, 10, 25), 6)
-    slices = lesion_slices(empty, empty, 3, fallback=brain)
-    assert len(slices) == 3 and all(19 <= z <= 31 for z in slices) and 25 in slices
-    assert lesion_slices(empty, None, 3) == [20]
-
-
 def test_method_colours_pair_crf_twins():
     colours = method_colours(["a", "a+crf", "b", "b+crf"])
     assert len(set(colours.values())) == 4
@@ -307,34 +313,280 @@ def test_dice_boxplot_writes_a_png(hand_made, tmp_path):
     assert_png(tmp_path / "hd95.png")
 
 
-def synthetic_subject(shape=(48, 44, 24)):
+# --- Overlays ---------------------------------------------------------------------------------------------------
+
+OVERLAY_MODALITIES = ["flair", "t1", "t1ce", "t2"]
+BRATS = LABEL_SCHEMES["brats2021"]
+SHAPE = (48, 48, 40)
+
+
+def overlay_case(background=0.0, brain_centre=(24, 24, 20)):
+    """A brain ball (2 mm voxels, RAS+) with a tumour in the patient's right (large x) and anterior (large y):
+    oedema (2) around enhancing tumour (4), centred on slice 20; a prediction two voxels further right."""
     rng = np.random.default_rng(0)
-    brain = ball(shape, (24, 22, 12), 18)
-    images = np.stack([ndimage.gaussian_filter(rng.normal(100, 30, size=shape), 1.0) * brain for _ in range(2)])
-    truth = np.zeros(shape, dtype=np.uint8)
-    truth[ball(shape, (30, 20, 14), 6)] = 2
-    truth[ball(shape, (30, 20, 14), 3)] = 4
-    prediction = np.roll(truth, 2, axis=0)
-    return images.astype(np.float32), truth, prediction
+    brain = ball(SHAPE, brain_centre, 16)
+    images = np.stack([np.where(brain, ndimage.gaussian_filter(rng.normal(100, 30, size=SHAPE), 1.0), background)
+                       for _ in OVERLAY_MODALITIES]).astype(np.float32)
+    truth = np.zeros(SHAPE, dtype=np.uint8)
+    truth[ball(SHAPE, (32, 31, 20), 5)] = 2
+    truth[ball(SHAPE, (32, 31, 20), 2)] = 4
+    affine = np.diag([2.0, 2.0, 2.0, 1.0])
+    affine[:3, 3] = (-48.0, -48.0, -40.0)
+    return images, truth, np.roll(truth, 2, axis=0), affine
 
 
-def test_overlay_figure_writes_a_png_through_the_lesion(tmp_path):
-    images, truth, prediction = synthetic_subject()
-    path = tmp_path / "overlay.png"
-    slices = overlay_figure(images, ["flair", "t1"], truth, prediction, LABEL_SCHEMES["brats2021"], path,
-                            title="subject 000", spacing=(1.0, 1.0, 2.0))
+def on_display(layout, x, y):
+    """(row, column) of voxel (x, y) in a panel of ``layout`` (radiological: right on the left, anterior up)."""
+    crop_x, crop_y = layout.crop
+    return crop_y.stop - 1 - y, crop_x.stop - 1 - x
+
+
+def test_overlay_slice_is_the_largest_section_of_the_lesion_or_the_brains_middle():
+    shape = (20, 20, 40)
+    lesion = ball(shape, (10, 10, 15), 5) | ball(shape, (10, 10, 30), 2)
+    assert lesion_slice(lesion, np.ones(shape, dtype=bool)) == 15
+    brain = ball(shape, (10, 10, 25), 6)  # z 19..31
+    assert lesion_slice(np.zeros(shape, dtype=bool), brain) == 25
+    assert lesion_slice(None, np.zeros(shape, dtype=bool)) == 20
+    # In the figure: the largest region (WT) of truth and predictions together, not one method's stray blob.
+    images, truth, prediction, affine = overlay_case()
+    stray = prediction.copy()
+    stray[ball(SHAPE, (16, 16, 30), 2)] = 4
+    layout = overlay_layout(images, OVERLAY_MODALITIES, truth, [("net", stray)], BRATS, affine)
+    assert layout.z_index == 20 and layout.through_lesion
+    assert layout.z_mm == pytest.approx(2.0 * 20 - 40.0)
+
+
+def test_overlay_crop_is_around_the_lesion():
+    plane = np.zeros((100, 100), dtype=bool)
+    small = plane.copy()
+    small[50:53, 40:43] = True
+    crop_x, crop_y = lesion_crop(small, (2.0, 2.0))
+    assert (crop_x.stop - crop_x.start, crop_y.stop - crop_y.start) == (30, 30)  # at least 60 mm wide
+    assert crop_x.start < 50 and crop_x.stop > 53 and abs((crop_x.start + crop_x.stop) / 2 - 51.5) <= 1
+    large = plane.copy()
+    large[20:60, 45:55] = True  # 40 mm x 10 mm at 1 mm: a 70 mm square, 15 mm around the lesion
+    crop_x, crop_y = lesion_crop(large, (1.0, 1.0))
+    assert (crop_x.start, crop_x.stop) == (5, 75) and crop_y.stop - crop_y.start == 70
+    assert crop_y.start <= 45 - 15 and crop_y.stop >= 55 + 15
+    edge = plane.copy()
+    edge[0:3, 97:100] = True  # moved inside the plane rather than cut
+    assert lesion_crop(edge, (1.0, 1.0)) == (slice(0, 60), slice(40, 100))
+    assert lesion_crop(small, (1.0, 2.0)) == (slice(22, 82), slice(26, 56))  # 60 mm both ways
+    assert lesion_crop(small, (5.0, 5.0), min_mm=1000) == (slice(0, 100), slice(0, 100))  # clipped
+    assert lesion_crop(plane, (1.0, 1.0)) == (slice(0, 100), slice(0, 100))
+    # In the figure the crop holds the truth and the predictions of every region, and the panels are in mm.
+    images, truth, prediction, affine = overlay_case()
+    layout = overlay_layout(images, OVERLAY_MODALITIES, truth, [("net", prediction)], BRATS, affine)
+    union = (truth | prediction)[:, :, layout.z_index] != 0
+    assert union[layout.crop].sum() == union.sum()
+    assert union.sum() / union[layout.crop].size > 0.08  # the lesion fills the panel, not a corner of it
+    width = layout.crop[0].stop - layout.crop[0].start
+    assert layout.size_mm[0] == pytest.approx(2.0 * width) and layout.size_mm[0] >= 60.0
+    assert layout.rows[0][1][0].image.shape == (layout.crop[1].stop - layout.crop[1].start, width)
+
+
+def test_overlay_is_in_radiological_convention():
+    section = np.zeros((3, 2))
+    section[2, 1] = 1.0  # the patient's right (largest x) and anterior (largest y)
+    section[0, 0] = 2.0  # left and posterior
+    shown = radiological(section)
+    assert shown.shape == (2, 3) and shown[0, 0] == 1.0 and shown[-1, -1] == 2.0
+    # A lesion in the patient's right hemisphere appears left of the brain's midline (x 24), an anterior one
+    # above the brain's centre (y 24).
+    images, truth, prediction, affine = overlay_case()
+    layout = overlay_layout(images, OVERLAY_MODALITIES, truth, [("net", prediction)], BRATS, affine)
+    rows, columns = np.nonzero(layout.rows[0][1][1].fill[..., 3])
+    centre_row, midline = on_display(layout, 24, 24)
+    assert columns.max() < midline and rows.max() < centre_row
+    crop_x, crop_y = layout.crop
+    expected = images[0, crop_x, crop_y, layout.z_index][::-1, ::-1].T
+    np.testing.assert_array_equal(layout.rows[0][1][0].image, expected)
+
+
+def test_overlay_agreement_map_colours():
+    assert {MISSED_COLOUR, EXTRA_COLOUR}.isdisjoint(
+        {c.lower() for s in LABEL_SCHEMES.values() for c in s.region_colours.values()})
+    truth = np.array([[True, True, False, False]])
+    prediction = np.array([[True, False, True, False]])
+    rgba = agreement(truth, prediction, "#3cb44b")
+    np.testing.assert_allclose(rgba[0], [to_rgba("#3cb44b", FILL_ALPHA), to_rgba(MISSED_COLOUR, ERROR_ALPHA),
+                                         to_rgba(EXTRA_COLOUR, ERROR_ALPHA), (0, 0, 0, 0)], atol=1e-6)
+    # In the figure: agreed, missed and extra voxels of each region where the masks put them.
+    images, truth, prediction, affine = overlay_case()
+    layout = overlay_layout(images, OVERLAY_MODALITIES, truth, [("net", prediction)], BRATS, affine)
+    region, panels = layout.rows[0]
+    assert region == "WT" and [p.title.split("\n")[0] for p in panels] == ["FLAIR", "truth", "net"]
+    fill = panels[2].fill
+    for (x, y), colour, alpha in [((32, 31), BRATS.region_colours["WT"], FILL_ALPHA),  # both
+                                  ((27, 31), MISSED_COLOUR, ERROR_ALPHA),  # truth's left edge, not predicted
+                                  ((38, 31), EXTRA_COLOUR, ERROR_ALPHA)]:  # predicted beyond the truth's right
+        np.testing.assert_allclose(fill[on_display(layout, x, y)], to_rgba(colour, alpha), atol=1e-6)
+    assert fill[on_display(layout, 20, 20)][3] == 0.0
+    et_panels = dict(layout.rows)["ET"]
+    assert et_panels[0].title == "T1CE"  # the modality that shows enhancing tumour
+    np.testing.assert_allclose(et_panels[1].fill[on_display(layout, 32, 31)],
+                               to_rgba(BRATS.region_colours["ET"], FILL_ALPHA), atol=1e-6)
+
+
+def test_overlay_titles_carry_the_subjects_dice():
+    images, truth, shifted, affine = overlay_case()
+    # Right on the shown slice but absent elsewhere: the title gives the subject's Dice, not the slice's.
+    partial = np.zeros_like(truth)
+    partial[:, :, 20] = truth[:, :, 20]
+    layout = overlay_layout(images, OVERLAY_MODALITIES, truth, [("net", shifted), ("net+crf", partial)], BRATS,
+                            affine)
+    for region, panels in layout.rows:
+        expected = [dice(BRATS.region_mask(m, region), BRATS.region_mask(truth, region)) for m in (shifted, partial)]
+        assert [p.title for p in panels[2:]] == [f"net\nDice {expected[0]:.2f}", f"net+crf\nDice {expected[1]:.2f}"]
+    assert dict(layout.rows)["WT"][3].title != "net+crf\nDice 1.00"
+    title, subtitle = overlay_headings("s01", ["net", "net+crf"], layout)
+    assert title == "s01 — net" and any("whole volume" in s for s in subtitle)
+    assert any("z = +0.0 mm" in s for s in subtitle) and any("right (R) on the left" in s for s in subtitle)
+
+
+def test_overlay_without_truth(tmp_path):
+    images, _, prediction, affine = overlay_case()
+    path = tmp_path / "figures" / "s01.png"
+    layout = overlay_figure("s01", images, OVERLAY_MODALITIES, None, [("net", prediction), ("net+pp", prediction)],
+                            BRATS, affine, path)
     assert_png(path)
-    assert slices == lesion_slices(truth, prediction, 3)
-    assert all(truth[:, :, z].any() or prediction[:, :, z].any() for z in slices)
+    assert not layout.has_truth
+    assert [label for _, label in layout.legend] == ["WT predicted", "TC predicted", "ET predicted"]
+    for region, panels in layout.rows:
+        assert [p.title for p in panels] == [panels[0].title, "net", "net+pp"]  # no truth column, no Dice
+        rows, columns = np.nonzero(panels[1].fill[..., 3])
+        assert rows.size and np.allclose(panels[1].fill[rows, columns], to_rgba(BRATS.region_colours[region],
+                                                                                FILL_ALPHA))
+    title, subtitle = overlay_headings("s01", ["net", "net+pp"], layout)
+    assert "no truth" in title and not any("Dice" in s for s in subtitle)
 
 
-def test_overlay_figure_without_truth_or_lesion(tmp_path):
-    images, _, prediction = synthetic_subject()
-    overlay_figure(images, ["flair", "t1"], None, prediction, LABEL_SCHEMES["brats2021"], tmp_path / "a.png")
-    assert_png(tmp_path / "a.png")
-    empty = np.zeros_like(prediction)
-    slices = overlay_figure(images, ["flair", "t1"], empty, empty, LABEL_SCHEMES["brats2021"], tmp_path / "b.png")
-    assert_png(tmp_path / "b.png")
-    assert 12 in slices  # the brain's centre
+def test_overlay_z_scored_background_and_no_lesion(tmp_path):
+    # z-scored inside the brain: the background is a negative constant, the brain off the grid's centre.
+    images, _, _, affine = overlay_case(background=-1.3, brain_centre=(20, 24, 17))
+    for image in images:
+        low, high = grey_window(image, differs_from_background(images))
+        assert low > 0 and high > low  # the brain's range, not the background's
+    empty = np.zeros(SHAPE, dtype=np.uint8)
+    layout = overlay_figure("s02", images, OVERLAY_MODALITIES, empty, [("net", empty)], BRATS, affine,
+                            tmp_path / "empty.png")
+    assert_png(tmp_path / "empty.png")
+    assert layout.z_index == 17 and not layout.through_lesion  # the brain's middle, not the grid's (20)
+    assert [p.title for p in dict(layout.rows)["WT"]] == ["FLAIR", "truth", "net\nDice 1.00"]
+    assert any("no lesion" in s for s in overlay_headings("s02", ["net"], layout)[1])
+
+
+def test_overlay_subject_reads_files_stored_in_any_orientation(tmp_path, monkeypatch):
+    images, truth, prediction, affine = overlay_case()
+    # Stored left-to-right reversed (LAS): the figure must still show the lesion on the viewer's left.
+    flip = np.array([[-1.0, 0, 0, SHAPE[0] - 1], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]])
+    stored = affine @ flip
+    image_paths = [write_nifti(tmp_path / f"s01_{m}.nii.gz", np.ascontiguousarray(images[c, ::-1]), stored)
+                   for c, m in enumerate(OVERLAY_MODALITIES)]
+    truth_path = write_nifti(tmp_path / "s01_seg.nii.gz", np.ascontiguousarray(truth[::-1]), stored)
+    methods = ["net", "net+crf"]
+    segmentation_paths = [write_nifti(tmp_path / f"{m}.nii.gz", np.ascontiguousarray(s[::-1]), stored)
+                          for m, s in zip(methods, (prediction, truth), strict=True)]
+    drawn = []
+
+    def keep_layout(layout, *args):
+        drawn.append(layout)
+        draw_overlay(layout, *args)
+
+    monkeypatch.setattr(overlays, "draw_overlay", keep_layout)
+    output = tmp_path / "figures" / "s01.png"
+    overlay_subject("s01", methods, image_paths, OVERLAY_MODALITIES, truth_path, segmentation_paths, BRATS, output)
+    assert_png(output)
+    (layout,) = drawn
+    assert layout.z_index == 20 and [p.title for p in layout.rows[0][1][2:]][1] == "net+crf\nDice 1.00"
+    columns = np.nonzero(layout.rows[0][1][1].fill[..., 3])[1]
+    assert columns.max() < on_display(layout, 24, 24)[1]  # right of the patient's midline, so left on screen
+    with pytest.raises(ValueError, match="segmentations"):
+        overlay_subject("s01", methods, image_paths, OVERLAY_MODALITIES, None, segmentation_paths[:1], BRATS, output)
+    with pytest.raises(ValueError, match="one network"):
+        overlay_subject("s01", ["net", "other"], image_paths, OVERLAY_MODALITIES, None, segmentation_paths, BRATS,
+                        output)
     with pytest.raises(ValueError, match="modalities"):
-        overlay_figure(images, ["flair"], None, prediction, LABEL_SCHEMES["brats2021"], tmp_path / "c.png")
+        overlay_layout(images, ["flair"], None, [("net", prediction)], BRATS, affine)
+
+
+# --- Runtimes from benchmark files ------------------------------------------------------------------------------
+
+BENCHMARK_HEADER = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
+
+
+def write_benchmark(root, rule, job, rows, end):
+    """A benchmark file as Snakemake writes it (``rows``: (seconds, max_rss, cpu_time) per repeat), ended at
+    Unix time ``end``."""
+    import os
+
+    path = root / f"benchmarks/d/{rule}/{job}.tsv"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(BENCHMARK_HEADER + "".join(f"{s}\t0:00:00\t{rss}\t1\t1\t1\t0\t0\t90\t{cpu}\n"
+                                               for s, rss, cpu in rows))
+    os.utime(path, (end, end))
+    return path
+
+
+def test_runtimes_per_rule_give_every_jobs_spread_and_the_runs_wall_time(tmp_path):
+    import yaml
+
+    from lesionseg.reporting.runtimes import read_benchmarks, run_time, runtime_figure, summarise_runtimes
+
+    t0 = 1_700_000_000
+    files = [
+        write_benchmark(tmp_path, "train_model", "m/phase1", [(541.0, 1600, 900.0)], t0 + 541),
+        write_benchmark(tmp_path, "train_model", "m/phase2", [(43.0, 1200, 60.0)], t0 + 600),
+        write_benchmark(tmp_path, "infer", "m/a", [(10.0, "NA", 8.0)], t0 + 700),  # too short to measure memory
+        write_benchmark(tmp_path, "infer", "m/b", [(5.0, 900, 4.0), (7.0, 950, 6.0)], t0 + 650),  # two repeats
+    ]
+    jobs = read_benchmarks(files)
+    assert list(jobs["seconds"]) == [541, 43, 10, 12] and jobs.loc[3, "start"] == t0 + 638
+    run = run_time(jobs)
+    assert run["wall_s"] == 700 and run["job_s"] == 606 and run["benchmarked_jobs"] == 4  # t0 to t0 + 700
+
+    out = {name: tmp_path / name for name in ("r.csv", "r.png", "run.yaml")}
+    table = summarise_runtimes(files, out["r.csv"], out["r.png"], "d", run_path=out["run.yaml"],
+                               unmeasured=["evaluate", "overlay"]).set_index("rule")
+    train = table.loc["train_model"]
+    assert (train["jobs"], train["total_s"], train["mean_s"], train["min_s"], train["max_s"]) == (2, 584, 292, 43, 541)
+    assert train["cpu_s"] == 960 and train["max_rss_mb"] == 1600
+    assert table.loc["infer", "max_rss_mb"] == 950 and table.loc["infer", "min_s"] == 10  # NA is not a peak
+    assert list(pd.read_csv(out["r.csv"]).columns) == ["rule", "jobs", "total_s", "mean_s", "min_s", "max_s",
+                                                        "cpu_s", "max_rss_mb"]
+    written = yaml.safe_load(out["run.yaml"].read_text())
+    assert written["wall_s"] == 700 and written["start"] < written["end"]
+    assert out["r.png"].stat().st_size > 10_000
+
+    # The figure says what each rule's jobs took, not a mean as if all were alike, and names what is not measured.
+    from matplotlib.figure import Figure
+
+    drawn = {}
+    real_savefig = Figure.savefig
+
+    def keep(figure, *args, **kwargs):
+        drawn["texts"] = [t.get_text() for t in figure.axes[0].texts] + [t.get_text() for t in figure.texts]
+        drawn["title"] = figure.axes[0].get_title()
+        return real_savefig(figure, *args, **kwargs)
+
+    Figure.savefig = keep
+    try:
+        runtime_figure(table.reset_index(), tmp_path / "f.png", "d", run, ["evaluate", "overlay"])
+    finally:
+        Figure.savefig = real_savefig
+    texts = " | ".join(drawn["texts"])
+    assert "2 jobs of 43 s to 9.0 min" in texts and "each" not in texts and "peak 1.6 GB" in texts, texts
+    assert "evaluate, overlay" in texts and "11.7 min wall time" in drawn["title"], drawn
+
+
+def test_runtimes_refuse_what_is_not_a_benchmark_file(tmp_path):
+    from lesionseg.reporting.runtimes import read_benchmarks, rule_of
+
+    with pytest.raises(ValueError, match="not a benchmark file"):
+        rule_of(tmp_path / "x.tsv")
+    empty = tmp_path / "benchmarks/d/infer/m/a.tsv"
+    empty.parent.mkdir(parents=True)
+    empty.write_text(BENCHMARK_HEADER)
+    with pytest.raises(ValueError, match="not a benchmark file"):
+        read_benchmarks([empty])

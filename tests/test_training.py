@@ -177,3 +177,59 @@ def test_training_estimates_grow_with_the_work():
     assert resources.training_mem_mb(input_mb=1000, n_train=100, subjects_per_epoch=50) > small
     assert resources.training_mem_mb(input_mb=1000, n_train=100, subjects_per_epoch=10) < \
         resources.training_mem_mb(input_mb=1000, n_train=100, subjects_per_epoch=50)
+
+
+# --- Learning curves: every phase on one epoch axis ------------------------------------------------------------
+
+
+def history_rows(losses, lrs, dice=None):
+    """History rows as the loop writes them (``dice``: per epoch, region -> Dice)."""
+    return [{"epoch": i + 1, "loss": loss, "lr": lr,
+             **{f"val_dice_{r}": v for r, v in (dice[i] if dice else {}).items()}, "seconds": 1.0}
+            for i, (loss, lr) in enumerate(zip(losses, lrs, strict=True))]
+
+
+def test_learning_curves_put_the_phases_on_one_axis_and_mark_the_kept_epochs(tmp_path):
+    from lesionseg.training.curves import (kept_epoch, learning_curves_figure, lr_changes, plot_learning_curves,
+                                           read_history)
+    from lesionseg.training.loop import write_history
+
+    scores = [0.5, 0.7, 0.8, 0.8, 0.6]  # epochs 3 and 4 tie: the first is kept
+    phase1 = history_rows([0.9, 0.6, 0.5, 0.4, 0.35], [1e-3, 1e-3, 1e-3, 5e-4, 5e-4],
+                          [{r: s for r in SCHEME.regions} for s in scores])
+    phase2 = history_rows([0.05, 0.04], [1e-4, 1e-4], [{r: s for r in SCHEME.regions} for s in (0.82, 0.81)])
+    assert kept_epoch(phase1) == 3 and kept_epoch(phase2) == 1
+    assert lr_changes(phase1) == [(4, 1e-3, 5e-4)] and lr_changes(phase2) == []
+    # Without validation the lowest loss is kept; a NaN Dice never is.
+    assert kept_epoch(history_rows([0.9, 0.3, 0.5], [1e-3] * 3)) == 2
+    assert kept_epoch(history_rows([0.9, 0.3], [1e-3] * 2, [{"WT": 0.2}, {"WT": float("nan")}])) == 1
+
+    write_history(tmp_path / "p1.csv", phase1)
+    write_history(tmp_path / "p2.csv", phase2)
+    phases = {1: read_history(tmp_path / "p1.csv"), 2: read_history(tmp_path / "p2.csv")}
+    assert phases[1][3]["lr"] == 5e-4 and phases[2][0]["val_dice_WT"] == 0.82
+    figure = learning_curves_figure(phases, SCHEME.region_colours, "d: m")
+    loss_axes, dice_axes, lr_axes = figure.axes[:3]
+    # Phase 2 continues after phase 1's five epochs, on one axis.
+    assert [list(line.get_xdata()) for line in loss_axes.lines if line.get_marker() == "o"] == [[1, 2, 3, 4, 5],
+                                                                                                [6, 7]]
+    assert lr_axes.get_xlim() == (0.5, 7.5) and dice_axes.get_ylim() == (0, 1.02) and loss_axes.get_ylim()[0] == 0
+    regions = {line.get_label(): line.get_color() for line in dice_axes.lines if not line.get_label().startswith("_")}
+    assert all(regions[r] == SCHEME.region_colours[r] for r in SCHEME.regions) and "mean" in regions
+    stars = [(float(line.get_xdata()[0]), float(line.get_ydata()[0])) for line in dice_axes.lines
+             if line.get_marker() == "*"]
+    assert stars == [(3, pytest.approx(0.8)), (6, pytest.approx(0.82))]  # each phase's kept epoch, at its mean
+    texts = " ".join(t.get_text() for axes in figure.axes for t in axes.texts)
+    assert "phase 1 keeps epoch 3" in texts and "phase 2 keeps epoch 6 (its epoch 1)" in texts
+    assert "phase 2 starts" in texts and "phase 1's epoch 3" in texts and "×0.5" in texts
+    plot_learning_curves(tmp_path / "curves.png", phases, SCHEME.region_colours, "d: m")
+    assert (tmp_path / "curves.png").stat().st_size > 20_000
+
+
+def test_the_model_file_keeps_the_epoch_the_curves_mark(subjects, tmp_path):
+    from lesionseg.training.curves import kept_epoch, read_history
+
+    paths = run(job(subjects, epochs=3, optimizer={"lr": 3e-3}, lr_halve_at=[2]), tmp_path)
+    history = read_history(paths["csv"])
+    assert [row["lr"] for row in history] == [3e-3, 3e-3, 1.5e-3]  # the lr of every epoch is in history.csv
+    assert read_model_file(paths["pt"])["networks"][0]["best_epoch"] == kept_epoch(history)

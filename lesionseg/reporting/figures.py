@@ -1,16 +1,16 @@
-"""Figures of the evaluation: score distributions per method and region, and segmentation overlays.
+"""Figures of the evaluation: score distributions per method and region, and the CRF's effect per subject.
 
 Drawn with matplotlib's Agg canvas (no display, no global pyplot state) and
-written atomically as PNG. Colours are fixed per method and per region so
-figures compare with each other: a method and its ``+crf`` twin share a hue
-(dark without, light with the CRF), and a region has the same colour in every
-overlay (WT green, TC yellow, ET red, ...).
+written atomically as PNG. Colours are fixed per method so figures compare with
+each other: a method and its ``+crf`` twin share a hue (dark without, light
+with the CRF); regions take the colours of their label scheme
+(:mod:`lesionseg.labels`), the same in every figure.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -21,22 +21,11 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from lesionseg.io import atomic_path
-from lesionseg.labels import LabelScheme
-from lesionseg.masks import differs_from_background
-from lesionseg.reporting.tables import CRF_SUFFIX, metric_display, method_order, scored_rows
+from lesionseg.reporting.tables import CRF_SUFFIX, crf_pairs, metric_display, method_order, scored_rows
 
 PathLike = str | os.PathLike
 
 DPI = 150
-REGION_COLOURS: dict[str, str] = {
-    "WT": "#3cd04b",
-    "TC": "#ffe119",
-    "ET": "#ff3030",
-    "RC": "#42a5ff",
-    "lesion": "#ff3030",
-}
-"""Fixed colour of the usual regions; others take :data:`EXTRA_REGION_COLOURS` in scheme order."""
-EXTRA_REGION_COLOURS = ("#f58231", "#42d4f4", "#f032e6", "#bfef45", "#fabed4", "#ffffff")
 RATIO_METRICS = frozenset({"dice", "sensitivity", "specificity", "precision"})
 
 
@@ -69,12 +58,6 @@ def method_colours(methods: Sequence[str]) -> dict[str, str]:
         pair = bases.index(method.removesuffix(CRF_SUFFIX)) % 10
         colours[method] = to_hex(palette[2 * pair + (1 if method.endswith(CRF_SUFFIX) else 0)])
     return colours
-
-
-def region_colours(regions: Sequence[str]) -> dict[str, str]:
-    """Colour of each region: :data:`REGION_COLOURS` for the usual names, then :data:`EXTRA_REGION_COLOURS`."""
-    extra = iter(EXTRA_REGION_COLOURS * (len(regions) // len(EXTRA_REGION_COLOURS) + 1))
-    return {r: REGION_COLOURS[r] if r in REGION_COLOURS else next(extra) for r in regions}
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -157,151 +140,75 @@ def dice_boxplot(
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Overlays
+# The CRF's effect per subject
+
+CRF_EFFECT_METRICS: tuple[str, ...] = ("dice", "hd95")
 
 
-def lesion_slices(truth: np.ndarray | None, prediction: np.ndarray | None, n: int = 3,
-                  fallback: np.ndarray | None = None) -> list[int]:
-    """Up to ``n`` distinct axial (z, last axis) slice indices through the lesion, ascending.
-
-    The lesion is the union of the non-zero voxels of ``truth`` and
-    ``prediction`` (either may be None). Slices are the quantiles at k / (n + 1)
-    (25, 50, 75 % for n = 3) of the lesion voxels' z, taken at a voxel so every
-    slice holds lesion; where quantiles coincide (a thin or lopsided lesion),
-    other lesion slices nearest to the median are added. A lesion on fewer than
-    ``n`` slices gives them all. With no lesion the same is done with
-    ``fallback`` (e.g. the brain mask), else the grid's middle slice.
-    """
-    if n < 1:
-        raise ValueError(f"need at least one slice, got n={n}")
-    masks = [np.asarray(m) != 0 for m in (truth, prediction) if m is not None]
-    if not masks:
-        raise ValueError("need a truth or a prediction to choose slices")
-    if len(masks) == 2 and masks[0].shape != masks[1].shape:
-        raise ValueError(f"truth {masks[0].shape} and prediction {masks[1].shape} differ in shape")
-    union = masks[0] | masks[1] if len(masks) == 2 else masks[0]
-    if not union.any():
-        if fallback is None or not np.any(fallback):
-            return [union.shape[-1] // 2]
-        union = np.asarray(fallback) != 0
-    per_slice = union.reshape(-1, union.shape[-1]).sum(axis=0)
-    occupied = np.flatnonzero(per_slice)
-    if occupied.size <= n:
-        return [int(z) for z in occupied]
-    z = np.repeat(np.arange(per_slice.size), per_slice)
-    chosen = {int(v) for v in np.quantile(z, np.arange(1, n + 1) / (n + 1), method="nearest")}
-    median = float(np.median(z))
-    for candidate in sorted(occupied, key=lambda s: (abs(s - median), s)):
-        if len(chosen) >= n:
-            break
-        chosen.add(int(candidate))
-    return sorted(chosen)
-
-
-def _window(image: np.ndarray, foreground: np.ndarray) -> tuple[float, float]:
-    """Grey window: the 1st and 99th percentiles of the foreground (the whole image if none)."""
-    values = image[foreground] if foreground.any() else image.ravel()
-    low, high = np.percentile(values, [1, 99])
-    return float(low), (float(high) if high > low else float(low) + 1.0)
-
-
-def _crop(foreground: np.ndarray, margin: int = 4) -> tuple[slice, slice]:
-    """In-plane (x, y) bounding box of the foreground over all slices, plus a margin; the whole plane if empty."""
-    if not foreground.any():
-        return slice(None), slice(None)
-    inside = np.argwhere(foreground.any(axis=2))
-    low = np.maximum(inside.min(axis=0) - margin, 0)
-    high = np.minimum(inside.max(axis=0) + margin + 1, foreground.shape[:2])
-    return slice(int(low[0]), int(high[0])), slice(int(low[1]), int(high[1]))
-
-
-def overlay_figure(
-    images: np.ndarray,
-    modalities: Sequence[str],
-    truth_raw: np.ndarray | None,
-    prediction_raw: np.ndarray,
-    scheme: LabelScheme,
+def crf_effect_figure(
+    results: pd.DataFrame,
+    regions: Sequence[str],
     path: PathLike,
-    n_slices: int = 3,
+    region_colours: Mapping[str, str],
     title: str = "",
-    spacing: Sequence[float] | None = None,
-) -> list[int]:
-    """Axial slices through the lesion, one row per slice and one column per modality, with the contours of
-    every region of ``scheme``: truth solid, prediction dashed, one colour per region.
+) -> bool:
+    """Paired plot of every method with a ``+crf`` twin: one panel per metric of :data:`CRF_EFFECT_METRICS`
+    (rows) and region (columns); each subject a line from its score without to its score with the CRF, in the
+    region's colour (grey where the CRF made it worse), the means as black diamonds joined by a thick line.
 
-    ``images`` is (c, x, y, z); ``truth_raw`` (or None: prediction only) and
-    ``prediction_raw`` are raw label maps (x, y, z) of the scheme. Slices come
-    from :func:`lesion_slices` on the union of the regions (the brain when
-    there is no lesion). Each modality is grey with a 1-99 percentile window
-    over the brain (voxels that differ from the background value filling the border), cropped to it, shown like a
-    viewer's axial plane: the array transposed so that x runs left to right and
-    y bottom to top (origin lower); with RAS+ voxel axes that is anterior up and
-    the patient's right on the right (neurological convention).
-    ``spacing`` (mm per axis) sets the pixel aspect. Written atomically as PNG
-    at :data:`DPI`; returns the slice indices shown.
+    Written atomically as PNG; with no method evaluated both ways, the figure says so. Returns whether any
+    pair was drawn.
     """
-    images = np.asarray(images)
-    prediction_raw = np.asarray(prediction_raw)
-    if images.ndim != 4 or images.shape[0] != len(modalities):
-        raise ValueError(f"images must be (c, x, y, z) with c = {len(modalities)} modalities, got {images.shape}")
-    if prediction_raw.shape != images.shape[1:]:
-        raise ValueError(f"prediction {prediction_raw.shape} is not on the images' grid {images.shape[1:]}")
-    if truth_raw is not None:
-        truth_raw = np.asarray(truth_raw)
-        if truth_raw.shape != images.shape[1:]:
-            raise ValueError(f"truth {truth_raw.shape} is not on the images' grid {images.shape[1:]}")
-
-    regions = list(scheme.regions)
-    colours = region_colours(regions)
-    predicted = {r: scheme.region_mask(prediction_raw, r) for r in regions}
-    true = {r: scheme.region_mask(truth_raw, r) for r in regions} if truth_raw is not None else None
-
-    def union(masks: dict[str, np.ndarray]) -> np.ndarray:
-        return np.logical_or.reduce(list(masks.values()))
-
-    foreground = differs_from_background(images)  # z-scored data has a non-zero background
-    slices = lesion_slices(union(true) if true is not None else None, union(predicted), n_slices,
-                           fallback=foreground)
-    crop_x, crop_y = _crop(foreground)
-    aspect = float(spacing[1]) / float(spacing[0]) if spacing is not None else 1.0
-    windows = [_window(images[c], foreground) for c in range(len(modalities))]
-
-    shape_xy = np.zeros(images.shape[1:3])[crop_x, crop_y].shape
-    panel = 2.7
-    panel_height = panel * min(max(shape_xy[1] * aspect / shape_xy[0], 0.5), 2.0)
-    figure = _new_figure(panel * len(modalities) + 0.5, panel_height * len(slices) + 1.2)
-    axes = figure.subplots(len(slices), len(modalities), squeeze=False)
-    for row, z in enumerate(slices):
-        for column, modality in enumerate(modalities):
+    scored = scored_rows(results)
+    pairs = crf_pairs(scored)
+    figure = _new_figure(min(max(2.6 * len(regions) * max(len(pairs), 1) ** 0.5, 6.0), 13.0),
+                         2.9 * len(CRF_EFFECT_METRICS) + 0.9)
+    axes = figure.subplots(len(CRF_EFFECT_METRICS), len(regions), squeeze=False)
+    for row, metric in enumerate(CRF_EFFECT_METRICS):
+        display = metric_display(metric)
+        for column, region in enumerate(regions):
             ax = axes[row, column]
-            vmin, vmax = windows[column]
-            ax.imshow(images[column, crop_x, crop_y, z].T, cmap="gray", vmin=vmin, vmax=vmax, origin="lower",
-                      aspect=aspect, interpolation="nearest")
-            for region in regions:
-                for masks, style, width in ((true, "solid", 1.4), (predicted, "dashed", 1.2)):
-                    if masks is None:
-                        continue
-                    section = masks[region][crop_x, crop_y, z].T
-                    if section.any():
-                        ax.contour(section.astype(np.float32), levels=[0.5], colors=colours[region],
-                                   linestyles=style, linewidths=width)
-            ax.set_xticks([])
-            ax.set_yticks([])
+            ticks, labels = [], []
+            for k, (method, crf_method) in enumerate(pairs):
+                both = pd.concat(
+                    {"without": _values_by_subject(scored, method, region, metric),
+                     "with": _values_by_subject(scored, crf_method, region, metric)}, axis=1, join="inner",
+                ).dropna() * display.scale
+                x = (2.5 * k, 2.5 * k + 1)
+                for without, with_crf in both.itertuples(index=False):
+                    worse = with_crf < without if not display.lower_is_better else with_crf > without
+                    ax.plot(x, (without, with_crf), color="#aaaaaa" if worse else region_colours[region],
+                            linewidth=1.0, marker="o", markersize=3.5, alpha=0.85)
+                if len(both):
+                    ax.plot(x, both.mean().to_numpy(), color="black", linewidth=2.2, marker="D", markersize=6,
+                            zorder=4)
+                ticks += list(x)
+                labels += [method, "+crf"]
+            ax.set_xticks(ticks, labels, fontsize=8, rotation=20 if len(pairs) > 1 else 0)
+            ax.set_xlim(-0.5, 2.5 * max(len(pairs), 1) - 1)
+            if metric in RATIO_METRICS:
+                ax.set_ylim(0.0, 1.02)
+            else:
+                ax.set_ylim(bottom=0.0)
+            ax.grid(axis="y", color="#dddddd", linewidth=0.7)
+            ax.set_axisbelow(True)
             if row == 0:
-                ax.set_title(modality, fontsize=11)
+                ax.set_title(region, fontsize=12)
             if column == 0:
-                ax.set_ylabel(f"z = {z}", fontsize=10)
-
-    handles = [Line2D([], [], color=colours[r], linewidth=2.5, label=r) for r in regions]
-    if true is not None:
-        handles.append(Line2D([], [], color="black", linewidth=1.4, linestyle="solid", label="truth"))
-    handles.append(Line2D([], [], color="black", linewidth=1.2, linestyle="dashed", label="prediction"))
-    figure.legend(handles=handles, loc="lower center", ncol=len(handles), frameon=False, fontsize=9,
-                  bbox_to_anchor=(0.5, 0.0))
-    heading = title or "Segmentation overlay"
-    if true is None:
-        heading += " (no truth: prediction only)"
-    figure.suptitle(heading, fontsize=12)
-    figure.tight_layout(rect=(0, 0.45 / figure.get_figheight(), 1, 1))
+                ax.set_ylabel(display.label + (f" ({display.unit})" if display.unit else "") +
+                              (" (lower is better)" if display.lower_is_better else ""), fontsize=10)
+            if not pairs:
+                ax.text(0.5, 0.5, "no method with and without the CRF", transform=ax.transAxes, ha="center",
+                        va="center", color="#777777", fontsize=9)
+    key = [Line2D([], [], color="#777777", marker="o", markersize=3.5, label="subject (grey: worse with the CRF)"),
+           Line2D([], [], color="black", marker="D", linewidth=2.2, label="mean")]
+    figure.legend(handles=key, loc="lower center", ncol=2, frameon=False, fontsize=9, bbox_to_anchor=(0.5, 0.0))
+    figure.suptitle(title or "Effect of the CRF per subject", fontsize=12)
+    figure.tight_layout(rect=(0, 0.05, 1, 1))
     _save_png(figure, path)
-    return slices
+    return bool(pairs)
+
+
+def _values_by_subject(scored: pd.DataFrame, method: str, region: str, metric: str) -> pd.Series:
+    rows = scored[(scored["method"].astype(str) == method) & (scored["region"].astype(str) == region)]
+    return rows.set_index("subject")[metric].astype(np.float64)

@@ -12,6 +12,7 @@ import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,9 @@ import pandas as pd
 import yaml
 
 from lesionseg.io import atomic_path
+from lesionseg.machine import machine_description, package_versions
 from lesionseg.reporting.pages import legend, page, table_html
+from lesionseg.reporting.runtimes import format_duration
 
 PathLike = str | os.PathLike
 
@@ -99,16 +102,14 @@ def crf_table(uses: Sequence[CRFUse]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def format_duration(seconds: float | None) -> str:
-    """``1 h 05 min``, ``12 min 30 s`` or ``45 s``; ``unknown`` without a value."""
-    if seconds is None or seconds != seconds:
-        return "unknown"
-    seconds = round(seconds)
-    hours, rest = divmod(seconds, 3600)
-    minutes, secs = divmod(rest, 60)
-    if hours:
-        return f"{hours} h {minutes:02d} min"
-    return f"{minutes} min {secs:02d} s" if minutes else f"{secs} s"
+def run_wall_time(run_times: Sequence[PathLike]) -> float | None:
+    """The whole run's wall time in seconds: the earliest start to the latest end over the datasets' run times
+    (:func:`lesionseg.reporting.runtimes.run_time`, as YAML); None when no job was benchmarked."""
+    spans = [(datetime.fromisoformat(r["start"]), datetime.fromisoformat(r["end"]))
+             for r in (yaml.safe_load(Path(path).read_text()) for path in run_times) if r.get("start")]
+    if not spans:
+        return None
+    return (max(end for _, end in spans) - min(start for start, _ in spans)).total_seconds()
 
 
 def datasets_of(datasets: Mapping[str, Mapping[str, Any]], manifests: Sequence[PathLike]) -> list[DatasetRun]:
@@ -138,7 +139,8 @@ def crf_uses_of(crf: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[CRFU
 def overview_html(datasets: Sequence[DatasetRun], crf_uses: Sequence[CRFUse], machine: Mapping[str, str],
                   versions: Mapping[str, str], wall_time_s: float | None) -> str:
     """The overview page."""
-    facts = {"Wall time": f"{format_duration(wall_time_s)} (first benchmarked job's start to the last one's end)",
+    wall_time = "unknown" if wall_time_s is None else format_duration(wall_time_s)
+    facts = {"Wall time": f"{wall_time} (first benchmarked job's start to the last one's end)",
              **{k[:1].upper() + k[1:]: v for k, v in machine.items()},
              "Versions": ", ".join(f"{k} {v}" for k, v in versions.items())}
     facts_rows = "".join(f"<tr><th class='text'>{html.escape(k)}</th><td class='text'>{html.escape(v)}</td></tr>"
@@ -168,11 +170,12 @@ def configuration_html(config: Mapping[str, Any]) -> str:
                 [f"<pre style='font-size: 12px'>{html.escape(text)}</pre>"])
 
 
-def write_overview(datasets: Sequence[DatasetRun], crf_uses: Sequence[CRFUse], machine: Mapping[str, str],
-                   versions: Mapping[str, str], wall_time_s: float | None, config: Mapping[str, Any],
-                   overview_path: PathLike, configuration_path: PathLike) -> None:
-    """Write the overview and the configuration pages, atomically."""
+def write_overview(datasets: Sequence[DatasetRun], crf_uses: Sequence[CRFUse], run_times: Sequence[PathLike],
+                   config: Mapping[str, Any], overview_path: PathLike, configuration_path: PathLike) -> None:
+    """Write the overview (with this machine and the installed versions) and the configuration pages,
+    atomically."""
+    page_html = overview_html(datasets, crf_uses, machine_description(), package_versions(), run_wall_time(run_times))
     with atomic_path(overview_path) as tmp:
-        tmp.write_text(overview_html(datasets, crf_uses, machine, versions, wall_time_s))
+        tmp.write_text(page_html)
     with atomic_path(configuration_path) as tmp:
         tmp.write_text(configuration_html(config))

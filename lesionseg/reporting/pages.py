@@ -36,6 +36,7 @@ td.text, th.text { text-align: left; }
 td.start, th.start { border-left: 1px solid #ccc; }
 p.legend { color: #555; font-size: 12px; max-width: 75em; margin: 0.3em 0 1em 0; }
 .side { display: flex; flex-wrap: wrap; gap: 0 2.5em; align-items: flex-start; }
+table.sortable th, table.sortable td { padding: 0.2em 0.45em; }
 th.sortable { cursor: pointer; }
 th.sortable:hover { background: #e6e6e6; }
 tr.first td { border-top: 1px solid #bbb; }

@@ -1,4 +1,4 @@
-"""The reporting rules' work: a dataset's summary (CSV, Markdown, HTML, boxplot) and per-subject overlays."""
+"""The reporting rules' work: a dataset's summary (CSV, Markdown, HTML, figures) and its per-subject page."""
 
 from __future__ import annotations
 
@@ -11,19 +11,33 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from lesionseg.io import atomic_path, read_channels, read_image
+from lesionseg.io import atomic_path
 from lesionseg.labels import LabelScheme
-from lesionseg.preprocessing.geometry import canonical_grid, to_preprocessing_grid
-from lesionseg.reporting.figures import dice_boxplot, overlay_figure
+from lesionseg.reporting.figures import crf_effect_figure, dice_boxplot
+from lesionseg.reporting.pages import (
+    SORT_SCRIPT,
+    anchor,
+    embedded_image,
+    legend,
+    page,
+    sortable_table_html,
+    table_html,
+)
 from lesionseg.reporting.tables import (
+    HEADLINE_METRICS,
+    LESION_TABLE_METRICS,
+    LESIONWISE_LEGEND,
     POSTPROCESSING_LEGEND,
     SIGNIFICANCE_LEGEND,
+    SPREAD_LEGEND,
     SUMMARY_LEGEND,
     crf_significance,
+    format_value,
     formatted_postprocessing,
     formatted_significance,
-    formatted_summary,
+    grouped_summary,
     load_per_subject,
+    method_order,
     postprocessing_table,
     summary_table,
     volume_table,
@@ -32,58 +46,118 @@ from lesionseg.reporting.tables import (
 
 PathLike = str | os.PathLike
 
-_STYLE = """
-body { font-family: sans-serif; margin: 1.5em; color: #222; }
-table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.9em; }
-th, td { border-bottom: 1px solid #ddd; padding: 0.3em 0.7em; text-align: right; white-space: nowrap; }
-th:first-child, td:first-child { text-align: left; }
-th { background: #f3f3f3; }
-p.legend { color: #555; font-size: 0.85em; max-width: 60em; }
-"""
+SUBJECT_COLUMNS: tuple[tuple[str, str], ...] = (
+    ("dice", "Dice"), ("sensitivity", "Sens."), ("precision", "Prec."), ("specificity", "Spec."),
+    ("hd95", "HD95"), ("assd", "ASSD"), ("lesionwise_dice", "LW Dice"), ("lesionwise_hd95", "LW HD95"),
+    ("lesion_f1", "F1"), ("volume_truth_mm3", "Truth ml"), ("volume_prediction_mm3", "Pred. ml"),
+)
+"""Metrics of the per-subject table and their (short) headings, so that every metric of every region fits."""
 
 
-def _section(heading: str, table: pd.DataFrame, legend: str) -> str:
-    body = table.to_html(index=False, border=0, na_rep="–", escape=True)
-    return f"<h2>{html.escape(heading)}</h2>\n{body}\n<p class='legend'>{html.escape(legend)}</p>\n"
+def _section(heading: str, body: str, text: str) -> str:
+    return f"<h2>{html.escape(heading)}</h2>\n{body}\n{legend(text)}\n"
 
 
-def _page_start(title: str) -> str:
-    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{_STYLE}</style></head><body><h1>{html.escape(title)}</h1>")
-
-
-def summary_html(results: pd.DataFrame, regions: Sequence[str], title: str) -> str:
-    """A standalone HTML page of the summary, the CRF's effect and the unscored subjects' volumes."""
-    parts = [_page_start(title)]
+def summary_html(results: pd.DataFrame, scheme: LabelScheme, title: str) -> str:
+    """A standalone HTML page: the headline table (means) and the median [IQR] table beside it, the lesion-wise
+    table, the CRF's effect and the unscored subjects' volumes."""
+    regions = list(scheme.regions)
+    parts = []
     summary = summary_table(results, regions)
     if summary.empty:
         parts.append("<p>No test subject has truth: nothing is scored.</p>")
     else:
-        parts.append(_section("Scores of the test subjects with truth", formatted_summary(summary, regions),
-                              SUMMARY_LEGEND))
+        means = table_html(grouped_summary(summary, regions, HEADLINE_METRICS))
+        spread = table_html(grouped_summary(summary, regions, ("dice", "hd95"), "median_iqr"))
+        parts.append("<h2>Scores of the test subjects with truth</h2>")
+        parts.append(f"<div class='side'><div>{means}</div><div>{spread}</div></div>")
+        parts.append(legend(f"{SUMMARY_LEGEND} Second table: {SPREAD_LEGEND} {scheme.region_legend()}"))
+        lesionwise = grouped_summary(summary, regions, LESION_TABLE_METRICS)
+        if lesionwise.shape[1] > 1:
+            parts.append(_section("Lesion-wise scores (BraTS 2023+, ISLES)", table_html(lesionwise),
+                                  LESIONWISE_LEGEND))
     significance = crf_significance(results, regions)
     if not significance.empty:
         parts.append(_section("Effect of the CRF (paired Wilcoxon signed-rank test)",
-                              formatted_significance(significance), SIGNIFICANCE_LEGEND))
+                              table_html(formatted_significance(significance), index=False), SIGNIFICANCE_LEGEND))
     volumes = volume_table(results)
     if not volumes.empty:
-        parts.append(_section("Subjects without truth (not scored)", volumes.round(2),
+        parts.append(_section("Subjects without truth (not scored)", table_html(volumes.round(2), index=False),
                               "Predicted volume of each region in ml."))
-    parts.append("</body></html>")
-    return "\n".join(parts)
+    return page(title, parts)
+
+
+def subject_rows(results: pd.DataFrame, splits: Mapping[str, str]) -> pd.DataFrame:
+    """One row per subject, method and region (subjects in order, then methods, then regions): the subject's
+    split and every metric of :data:`SUBJECT_COLUMNS` as display strings (volumes in ml)."""
+    order = {m: i for i, m in enumerate(method_order(results))}
+    regions = {r: i for i, r in enumerate(pd.unique(results["region"].astype(str)))}
+    frame = results.assign(method=results["method"].astype(str), region=results["region"].astype(str))
+    frame = frame.sort_values(["subject", "method", "region"], kind="stable",
+                              key=lambda c: c.map(order) if c.name == "method" else
+                              c.map(regions) if c.name == "region" else c)
+    table = pd.DataFrame({"Subject": frame["subject"], "Split": frame["subject"].map(lambda s: splits.get(s, "")),
+                          "Method": frame["method"], "Region": frame["region"]})
+    for metric, heading in SUBJECT_COLUMNS:
+        values = frame[metric] if metric in frame.columns else pd.Series(np.nan, index=frame.index)
+        table[heading] = [format_value(v, metric) for v in values]
+    if "truth_lesions" in frame.columns:
+        table.insert(table.columns.get_loc("F1"), "T/D/FP", [
+            "–" if not np.isfinite(t) else f"{t:.0f}/{d:.0f}/{f:.0f}"
+            for t, d, f in zip(frame["truth_lesions"], frame["detected_lesions"], frame["false_positive_lesions"],
+                               strict=True)])
+    return table.reset_index(drop=True)
+
+
+def subject_table_html(results: pd.DataFrame, splits: Mapping[str, str], overlays: Mapping[str, Sequence[PathLike]],
+                       scheme: LabelScheme, title: str) -> str:
+    """The per-subject page: every metric of every method and region per subject (sortable), each subject
+    linked to its overlays (embedded below the table, one per method family)."""
+    table = subject_rows(results, splits)
+    links = {subject: anchor(subject) for subject in overlays}
+    parts = [sortable_table_html(table, links, group_column="Subject"),
+             legend("One row per subject, method and region; click a heading to sort, a subject to see its "
+                    "overlays. Sens. sensitivity, Prec. precision, Spec. specificity (true negatives over the "
+                    "whole volume), HD95 and ASSD in mm, LW lesion-wise (BraTS 2023+; HD95 in mm), T/D/FP: truth "
+                    "lesions / detected / false-positive components, F1: lesion detection F1, volumes in ml; – "
+                    "where the subject has no truth. " + scheme.region_legend())]
+    for subject, paths in overlays.items():
+        parts.append(f"<h2 id='{links[subject]}'>{html.escape(subject)} ({html.escape(splits.get(subject, ''))})"
+                     "</h2>")
+        parts += [embedded_image(path) for path in paths]
+    return page(title, parts, SORT_SCRIPT)
+
+
+def read_splits(manifest_path: PathLike) -> dict[str, str]:
+    """Subject -> split (train, val, test, fold<k>) from a dataset's manifest."""
+    manifest = pd.read_csv(manifest_path, sep="\t", dtype=str, keep_default_na=False)
+    return dict(zip(manifest["subject"], manifest["split"], strict=True))
 
 
 def summarise_dataset(dataset: str, per_subject: Mapping[str, PathLike], scheme: LabelScheme, csv_path: PathLike,
                       markdown_path: PathLike, html_path: PathLike, significance_path: PathLike,
-                      boxplot_path: PathLike) -> None:
+                      boxplot_path: PathLike, crf_effect_path: PathLike) -> None:
     """Every summary of one dataset, from each method's per-subject table (methods in the given order)."""
     results = load_per_subject(per_subject)
     regions = list(scheme.regions)
     title = f"{dataset}: evaluation on the test subjects"
-    write_summary(results, regions, csv_path, markdown_path, significance_csv_path=significance_path, title=title)
+    write_summary(results, regions, csv_path, markdown_path, significance_csv_path=significance_path, title=title,
+                  region_legend=scheme.region_legend())
     with atomic_path(html_path) as tmp:
-        tmp.write_text(summary_html(results, regions, title))
+        tmp.write_text(summary_html(results, scheme, title))
+    colours = dict(scheme.region_colours)
     dice_boxplot(results, regions, boxplot_path, title=f"{dataset}: Dice per region on the test subjects")
+    crf_effect_figure(results, regions, crf_effect_path, colours, title=f"{dataset}: effect of the CRF per subject")
+
+
+def write_subject_table(dataset: str, per_subject: Mapping[str, PathLike], manifest_path: PathLike,
+                        overlays: Mapping[str, Sequence[PathLike]], scheme: LabelScheme, html_path: PathLike) -> None:
+    """The per-subject page of one dataset (overlays: subject -> its overlay figures)."""
+    results = load_per_subject(per_subject)
+    page_html = subject_table_html(results, read_splits(manifest_path), overlays, scheme,
+                                   f"{dataset}: every subject, method and region")
+    with atomic_path(html_path) as tmp:
+        tmp.write_text(page_html)
 
 
 def summarise_postprocessing(dataset: str, choices: Mapping[str, PathLike], csv_path: PathLike,
@@ -93,28 +167,9 @@ def summarise_postprocessing(dataset: str, choices: Mapping[str, PathLike], csv_
     with atomic_path(csv_path) as tmp:
         table.to_csv(tmp, index=False)
     title = f"{dataset}: post-processing chosen on the validation split"
-    section = _section("Choice per method and region", formatted_postprocessing(table), POSTPROCESSING_LEGEND)
+    section = _section("Choice per method and region", table_html(formatted_postprocessing(table), index=False),
+                       POSTPROCESSING_LEGEND)
     with atomic_path(html_path) as tmp:
-        tmp.write_text("\n".join([_page_start(title), section, "</body></html>"]))
+        tmp.write_text(page(title, [section]))
     return table
 
-
-def overlay_subject(subject: str, method: str, image_paths: Sequence[PathLike], modalities: Sequence[str],
-                    truth_path: PathLike | None, segmentation_path: PathLike, scheme: LabelScheme,
-                    output: PathLike) -> None:
-    """Every modality of the subject (as given) with the truth and the method's segmentation outlined.
-
-    Shown in canonical (RAS+) axis order whatever the files' storage order, so
-    every subject's axial slices look the same way up.
-    """
-    channels = read_channels(list(image_paths))
-    canonical = canonical_grid(channels.data.shape, channels.affine)
-
-    def reoriented(data: np.ndarray) -> np.ndarray:
-        return to_preprocessing_grid(data, canonical, order=0)
-
-    images = np.moveaxis(reoriented(channels.data), -1, 0)
-    segmentation = reoriented(read_image(segmentation_path, dtype=None).data)
-    truth = None if truth_path is None else reoriented(read_image(truth_path, dtype=None).data)
-    overlay_figure(images, modalities, truth, segmentation, scheme, output, title=f"{subject} - {method}",
-                   spacing=tuple(canonical.spacing))

@@ -31,10 +31,12 @@ from lesionseg.evaluation.metrics import region_dice
 from lesionseg.inference.dense import default_device, predict_volume
 from lesionseg.io import atomic_path, read_image
 from lesionseg.labels import LabelScheme
+from lesionseg.machine import package_versions
 from lesionseg.models import build_model
 from lesionseg.sampling import read_samples
-from lesionseg.training.checkpoints import (load_model, network_record, package_versions, read_model_file,
+from lesionseg.training.checkpoints import (load_model, network_record, read_model_file,
                                             save_model_file)
+from lesionseg.training.curves import plot_learning_curves, selection_score
 from lesionseg.training.optim import l1_penalty, learning_rate, make_optimizer, momentum, set_hyperparameters
 from lesionseg.training.patches import IGNORE, augment, cut_segments, load_training_volume, required_pad
 from lesionseg.training.settings import phase_epochs, phase_strategy, sample_set_name
@@ -145,7 +147,9 @@ def _sample_centres(subject: SubjectFiles, set_name: str) -> np.ndarray:
 
 def train(job: TrainingJob, model_path: str, history_path: str, curve_path: str, checkpoint_path: str,
           threads: int = 1, device: torch.device | None = None) -> dict[str, Any]:
-    """Train ``job``; write the best model, the per-epoch history (CSV) and the learning curve (PNG)."""
+    """Train ``job``; write the best model, the per-epoch history (CSV) and the phase's learning curve (PNG).
+
+    The model file holds the epoch of the best :func:`~lesionseg.training.curves.selection_score`."""
     device = device or default_device()
     torch.set_num_threads(max(1, threads))
     settings = job.settings
@@ -220,9 +224,9 @@ def train(job: TrainingJob, model_path: str, history_path: str, curve_path: str,
             scaler.update()
             losses.append(loss.item())
         scores = validate(model, job.val, job.scheme, device, settings["validation_tile"]) if job.val else {}
-        score = float(np.mean(list(scores.values()))) if scores else -float(np.mean(losses))
         row = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "lr": lr,
                **{f"val_dice_{r}": v for r, v in scores.items()}, "seconds": time.perf_counter() - started}
+        score = selection_score(row)  # mean validation Dice, else minus the loss
         history.append(row)
         log.info("epoch %d: %s", epoch + 1, ", ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "epoch"))
         if score > best_score:
@@ -235,7 +239,8 @@ def train(job: TrainingJob, model_path: str, history_path: str, curve_path: str,
     best["networks"][0]["history"] = history
     save_model_file(model_path, {k: v for k, v in best.items() if k not in ("format", "format_version")})
     write_history(history_path, history)
-    plot_learning_curve(curve_path, history, f"{job.model_name}, phase {job.phase}")
+    plot_learning_curves(curve_path, {job.phase: history}, job.scheme.region_colours,
+                         f"{job.dataset or 'training'}: {job.model_name}, phase {job.phase}")
     return {"best_score": best_score, "epochs": len(history)}
 
 
@@ -247,23 +252,3 @@ def write_history(path: str, history: Sequence[dict[str, Any]]) -> None:
         writer.writeheader()
         writer.writerows(history)
 
-
-def plot_learning_curve(path: str, history: Sequence[dict[str, Any]], title: str) -> None:
-    """Training loss and validation Dice per region against the epoch (PNG)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    figure = Figure(figsize=(9, 3.5))
-    FigureCanvasAgg(figure)
-    loss_axes, dice_axes = figure.subplots(1, 2)
-    epochs = [row["epoch"] for row in history]
-    loss_axes.plot(epochs, [row["loss"] for row in history], marker="o")
-    loss_axes.set(xlabel="epoch", ylabel="training loss (cross-entropy)", title=title)
-    for key in [k for k in (history[0] if history else {}) if k.startswith("val_dice_")]:
-        dice_axes.plot(epochs, [row[key] for row in history], marker="o", label=key.removeprefix("val_dice_"))
-    dice_axes.set(xlabel="epoch", ylabel="validation Dice", ylim=(0, 1), title="validation (dense inference)")
-    if dice_axes.lines:
-        dice_axes.legend()
-    figure.tight_layout()
-    with atomic_path(path) as tmp:
-        figure.savefig(tmp, dpi=80, format="png")
