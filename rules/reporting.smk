@@ -90,9 +90,9 @@ rule overview:
         unpack(overview_inputs),
     output:
         overview=report("results/overview.html", caption="../report/overview.rst", category="Overview",
-                        labels={"Item": "overview"}),
+                        subcategory="This run", labels={"Item": "overview"}),
         configuration=report("results/configuration.html", caption="../report/configuration.rst",
-                             category="Overview", labels={"Item": "configuration"}),
+                             category="Overview", subcategory="This run", labels={"Item": "configuration"}),
     log:
         "logs/overview.log",
     params:

@@ -19,7 +19,8 @@ from lesionseg.reporting.overview import (
     DatasetRun,
     crf_uses_of,
     overview_html,
-    run_wall_time,
+    RunTime,
+    run_time_of,
     split_counts,
 )
 from lesionseg.reporting.pages import anchor, table_html
@@ -127,24 +128,28 @@ def test_overview_lists_datasets_crf_parameters_machine_and_wall_time(tmp_path):
     uses = crf_uses_of({"demo": {"deepmedic": {"tuned": str(tuned), "parameters": {}},
                                  "havaei": {"tuned": None, "parameters": parameters}}})
     assert uses[0] == CRFUse("demo", "deepmedic", parameters,
-                             "tuned on 2 validation subjects (demo): mean Dice 0.800 -> 0.870")
+                             "tuned on 2 validation subjects of demo: Dice 0.800 → 0.870")
     assert uses[1].origin.startswith("configured")
     page = overview_html([DatasetRun("demo", manifest, "brats2013", ["flair", "t1"], ["deepmedic", "deepmedic+crf"])],
-                         uses, {"CPU": "a CPU, 2 logical cores", "GPUs": "none"}, {"lesionseg": "1.0"}, 3725.0)
+                         uses, {"CPU": "a CPU, 2 logical cores", "GPUs": "none"}, {"lesionseg": "1.0"},
+                         RunTime(3725.0, 5000.0, 9000.0))
     values = cells(page)
     assert "train 1 · test 1" in values and "deepmedic, deepmedic+crf" in values
     assert "4.55" in values and "18.60, 18.60, 9.00" in values  # isotropic sigma once, anisotropic per axis
-    assert "62.1 min (first benchmarked job's start to the last one's end)" in values
+    assert any(v.startswith("62.1 min from the first benchmarked job's start") for v in values)
+    assert "83.3 min summed over the benchmarked jobs, 2.5 h of CPU" in values
     assert "lesionseg 1.0" in values and "a CPU, 2 logical cores" in values
 
 
-def test_run_wall_time_spans_every_dataset(tmp_path):
+def test_run_time_spans_every_dataset_and_sums_the_jobs(tmp_path):
     first, second, idle = tmp_path / "a.yaml", tmp_path / "b.yaml", tmp_path / "c.yaml"
-    first.write_text(yaml.safe_dump({"start": "2026-12-01T10:00:00+00:00", "end": "2026-12-01T10:30:00+00:00"}))
-    second.write_text(yaml.safe_dump({"start": "2026-12-01T10:20:00+00:00", "end": "2026-12-01T11:00:05+00:00"}))
-    idle.write_text(yaml.safe_dump({"start": None, "end": None, "benchmarked_jobs": 0}))
-    assert run_wall_time([first, second, idle]) == 3605.0
-    assert run_wall_time([idle]) is None
+    first.write_text(yaml.safe_dump({"start": "2026-12-01T10:00:00+00:00", "end": "2026-12-01T10:30:00+00:00",
+                                     "job_s": 100.0, "cpu_s": 150.0}))
+    second.write_text(yaml.safe_dump({"start": "2026-12-01T10:20:00+00:00", "end": "2026-12-01T11:00:05+00:00",
+                                      "job_s": 20.0, "cpu_s": 10.0}))
+    idle.write_text(yaml.safe_dump({"start": None, "end": None, "benchmarked_jobs": 0, "job_s": 0.0, "cpu_s": 0.0}))
+    assert run_time_of([first, second, idle]) == RunTime(3605.0, 120.0, 160.0)
+    assert run_time_of([idle]).span_s is None
 
 
 def test_crf_effect_figure_draws_each_pair_and_says_when_there_is_none(tmp_path):

@@ -158,9 +158,11 @@ def test_preprocessing_and_training_end_to_end_with_incremental_reruns(tmp_path)
     changed = PREPROCESSING_CONFIG.replace("percentile-zscore", "zscore")
     planned = jobs_planned(run(tmp_path, changed, "--dry-run"))
     downstream = {"infer": 4, "ensemble": 2, "tune_crf": 3, "crf": 6, "export_results": 6,
-                  "choose_postprocessing": 6, "postprocess_segmentation": 6, "evaluate": 12, "overlay": 12,
-                  "summarise_dataset": 1, "summarise_postprocessing": 1, "runtimes": 1}
-    assert planned == {"normalise": 3, "preprocessing_qc": 3, "train_model": 3, **downstream, "all": 1}, planned
+                  "choose_postprocessing": 6, "postprocess_segmentation": 6, "evaluate": 12, "overlay": 3,
+                  "summarise_dataset": 1, "subject_table": 1, "summarise_postprocessing": 1, "runtimes": 1,
+                  "overview": 1}
+    assert planned == {"normalise": 3, "preprocessing_qc": 3, "train_model": 3, "learning_curves": 2, **downstream,
+                       "all": 1}, planned
     # Changing which modalities N4 corrects re-runs from N4 on, not skull-stripping.
     changed = PREPROCESSING_CONFIG.replace("modalities: [t1, t1ce]", "modalities: all")
     planned = jobs_planned(run(tmp_path, changed, "--dry-run"))
@@ -177,9 +179,10 @@ def test_preprocessing_and_training_end_to_end_with_incremental_reruns(tmp_path)
     # A training setting re-runs that model's training only, not preprocessing or sampling.
     changed = PREPROCESSING_CONFIG.replace("epochs: 2, batches_per_epoch: 2", "epochs: 2, batches_per_epoch: 3")
     planned = jobs_planned(run(tmp_path, changed, "--dry-run"))
-    assert planned == {"train_model": 2, "infer": 2, "ensemble": 2, "tune_crf": 2, "crf": 4, "export_results": 4,
-                       "choose_postprocessing": 4, "postprocess_segmentation": 4, "evaluate": 8, "overlay": 8,
-                       "summarise_dataset": 1, "summarise_postprocessing": 1, "runtimes": 1, "all": 1}, planned
+    assert planned == {"train_model": 2, "learning_curves": 1, "infer": 2, "ensemble": 2, "tune_crf": 2, "crf": 4,
+                       "export_results": 4, "choose_postprocessing": 4, "postprocess_segmentation": 4, "evaluate": 8,
+                       "overlay": 2, "summarise_dataset": 1, "subject_table": 1, "summarise_postprocessing": 1,
+                       "runtimes": 1, "overview": 1, "all": 1}, planned
 
     # Every method's results for the test subject, on its original grid, in raw label values.
     methods = ["tiny", "flat", "both", "tiny+crf", "flat+crf", "both+crf"]
@@ -212,18 +215,21 @@ def test_preprocessing_and_training_end_to_end_with_incremental_reruns(tmp_path)
     planned = jobs_planned(run(tmp_path, PREPROCESSING_CONFIG.replace("iterations: 2}", "iterations: 3}"),
                                "--dry-run"))
     assert planned == {"tune_crf": 3, "crf": 6, "export_results": 3, "choose_postprocessing": 3,
-                       "postprocess_segmentation": 3, "evaluate": 6, "overlay": 6, "summarise_dataset": 1,
-                       "summarise_postprocessing": 1, "runtimes": 1, "all": 1}, planned
+                       "postprocess_segmentation": 3, "evaluate": 6, "overlay": 3, "summarise_dataset": 1,
+                       "subject_table": 1, "summarise_postprocessing": 1, "runtimes": 1, "overview": 1,
+                       "all": 1}, planned
     # Removing small components re-runs the export and what starts from it.
     planned = jobs_planned(run(tmp_path, PREPROCESSING_CONFIG.replace("min_component_mm3: 200",
                                                                       "min_component_mm3: 0"), "--dry-run"))
     assert planned == {"export_results": 6, "choose_postprocessing": 6, "postprocess_segmentation": 6, "evaluate": 12,
-                       "overlay": 12, "summarise_dataset": 1, "summarise_postprocessing": 1, "all": 1}, planned
+                       "overlay": 3, "summarise_dataset": 1, "subject_table": 1, "summarise_postprocessing": 1,
+                       "runtimes": 1, "overview": 1, "all": 1}, planned
     # The sizes the post-processing tries re-run its choice and the post-processed methods only.
     planned = jobs_planned(run(tmp_path, PREPROCESSING_CONFIG + "postprocessing: {min_component_mm3: [20]}\n",
                                "--dry-run"))
-    assert planned == {"choose_postprocessing": 6, "postprocess_segmentation": 6, "evaluate": 6, "overlay": 6,
-                       "summarise_dataset": 1, "summarise_postprocessing": 1, "all": 1}, planned
+    assert planned == {"choose_postprocessing": 6, "postprocess_segmentation": 6, "evaluate": 6, "overlay": 3,
+                       "summarise_dataset": 1, "subject_table": 1, "summarise_postprocessing": 1, "overview": 1,
+                       "all": 1}, planned
 
     # Scores per method, the dataset's summaries and an overlay per method and test subject.
     evaluation = tmp_path / "results/demo/evaluation"
@@ -234,13 +240,22 @@ def test_preprocessing_and_training_end_to_end_with_incremental_reruns(tmp_path)
     methods += [f"{m}+pp" for m in methods]
     assert list(summary["method"]) == methods
     assert "Effect of the CRF" in (evaluation / "summary.md").read_text()
-    assert all((tmp_path / f"results/demo/figures/overlays/{m}/{subject}.png").is_file() for m in methods)
+    assert {c for c in rows.columns if c.startswith("lesion")} == {"lesionwise_dice", "lesionwise_hd95", "lesion_f1"}
+    networks = ["tiny", "flat", "both"]  # one overlay per network, its variants side by side
+    assert sorted(p.name for p in (tmp_path / "results/demo/figures/overlays").iterdir()) == sorted(networks)
+    assert all((tmp_path / f"results/demo/figures/overlays/{n}/{subject}.png").is_file() for n in networks)
+    page = (evaluation / "per_subject.html").read_text()
+    assert page.count(f">{subject}</a>") == len(methods) * 3 and page.count("data:image/jpeg;base64,") == 3
+    assert (tmp_path / "results/demo/models/tiny/learning_curves.png").is_file()
+    overview = (tmp_path / "results/overview.html").read_text()
+    assert "train 1 · val 1 · test 1" in overview and "tuned on 1 validation subjects" in overview
     runtimes = pd.read_csv(tmp_path / "results/demo/runtimes.csv").set_index("rule")
     # The CRF ran on the test and the validation subject (the post-processing is chosen on the latter).
     assert runtimes.loc["train_model", "jobs"] == 3 and runtimes.loc["crf", "jobs"] == 6, runtimes
     report = tmp_path / "report.html"
     result = run(tmp_path, PREPROCESSING_CONFIG, "--report", str(report))
     assert result.returncode == 0 and report.stat().st_size > 100_000, result.stderr[-2000:]
+    assert "RuntimeWarning" not in result.stderr, result.stderr[-2000:]  # none from --report
 
 
 def test_a_label_scheme_keeps_its_class_order_through_the_workflow(tmp_path):

@@ -91,25 +91,35 @@ def crf_table(uses: Sequence[CRFUse]) -> pd.DataFrame:
         p = use.parameters
         rows.append({
             "Dataset": use.dataset, "Network": use.network,
-            "Smoothness w": _numbers(p["smoothness_weight"], 3),
-            "Smoothness σ (mm)": _numbers(p["smoothness_sigma_mm"], 2),
-            "Appearance w": _numbers(p["appearance_weight"], 3),
-            "Appearance σ (mm)": _numbers(p["appearance_sigma_mm"], 2),
-            "Intensity σ per channel": _numbers(p["intensity_sigma"], 2),
-            "Iterations": str(p["iterations"]),
+            "Smooth. w": _numbers(p["smoothness_weight"], 3),
+            "Smooth. σ mm": _numbers(p["smoothness_sigma_mm"], 2),
+            "Appear. w": _numbers(p["appearance_weight"], 3),
+            "Appear. σ mm": _numbers(p["appearance_sigma_mm"], 2),
+            "Intensity σ": _numbers(p["intensity_sigma"], 2),
+            "Iter.": str(p["iterations"]),
             "From": use.origin,
         })
     return pd.DataFrame(rows)
 
 
-def run_wall_time(run_times: Sequence[PathLike]) -> float | None:
-    """The whole run's wall time in seconds: the earliest start to the latest end over the datasets' run times
-    (:func:`lesionseg.reporting.runtimes.run_time`, as YAML); None when no job was benchmarked."""
-    spans = [(datetime.fromisoformat(r["start"]), datetime.fromisoformat(r["end"]))
-             for r in (yaml.safe_load(Path(path).read_text()) for path in run_times) if r.get("start")]
-    if not spans:
-        return None
-    return (max(end for _, end in spans) - min(start for start, _ in spans)).total_seconds()
+@dataclass(frozen=True)
+class RunTime:
+    """How long the results took: the span from the first benchmarked job's start to the last one's end (the
+    run's wall time, or, over incremental re-runs, the time since the oldest result), and the time summed over
+    the jobs (wall and CPU)."""
+
+    span_s: float | None
+    job_s: float
+    cpu_s: float
+
+
+def run_time_of(run_times: Sequence[PathLike]) -> RunTime:
+    """:class:`RunTime` over the datasets' run times (:func:`lesionseg.reporting.runtimes.run_time`, as YAML)."""
+    records = [yaml.safe_load(Path(path).read_text()) for path in run_times]
+    spans = [(datetime.fromisoformat(r["start"]), datetime.fromisoformat(r["end"])) for r in records if r.get("start")]
+    span = (max(end for _, end in spans) - min(start for start, _ in spans)).total_seconds() if spans else None
+    return RunTime(span, sum(float(r.get("job_s") or 0) for r in records),
+                   sum(float(r.get("cpu_s") or 0) for r in records))
 
 
 def datasets_of(datasets: Mapping[str, Mapping[str, Any]], manifests: Sequence[PathLike]) -> list[DatasetRun]:
@@ -127,9 +137,9 @@ def crf_uses_of(crf: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[CRFU
             tuned = entry["tuned"]
             if tuned:
                 record = yaml.safe_load(Path(tuned).read_text())
-                origin = (f"tuned on {len(record['validation_subjects'])} validation subjects "
-                          f"({Path(tuned).parent.parent.parent.name}): mean Dice {record['network_mean_dice']:.3f} "
-                          f"-> {record['mean_dice']:.3f}")
+                origin = (f"tuned on {len(record['validation_subjects'])} validation subjects of "
+                          f"{Path(tuned).parent.parent.parent.name}: Dice {record['network_mean_dice']:.3f} "
+                          f"→ {record['mean_dice']:.3f}")
                 uses.append(CRFUse(dataset, network, record["parameters"], origin))
             else:
                 uses.append(CRFUse(dataset, network, entry["parameters"], "configured (or the model file's)"))
@@ -137,10 +147,13 @@ def crf_uses_of(crf: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[CRFU
 
 
 def overview_html(datasets: Sequence[DatasetRun], crf_uses: Sequence[CRFUse], machine: Mapping[str, str],
-                  versions: Mapping[str, str], wall_time_s: float | None) -> str:
+                  versions: Mapping[str, str], run_time: RunTime) -> str:
     """The overview page."""
-    wall_time = "unknown" if wall_time_s is None else format_duration(wall_time_s)
-    facts = {"Wall time": f"{wall_time} (first benchmarked job's start to the last one's end)",
+    span = "unknown" if run_time.span_s is None else format_duration(run_time.span_s)
+    facts = {"Wall time": f"{span} from the first benchmarked job's start to the last one's end (over incremental "
+                          "re-runs: since the oldest result)",
+             "Job time": f"{format_duration(run_time.job_s)} summed over the benchmarked jobs, "
+                         f"{format_duration(run_time.cpu_s)} of CPU",
              **{k[:1].upper() + k[1:]: v for k, v in machine.items()},
              "Versions": ", ".join(f"{k} {v}" for k, v in versions.items())}
     facts_rows = "".join(f"<tr><th class='text'>{html.escape(k)}</th><td class='text'>{html.escape(v)}</td></tr>"
@@ -153,9 +166,10 @@ def overview_html(datasets: Sequence[DatasetRun], crf_uses: Sequence[CRFUse], ma
     ]
     if crf_uses:
         parts += ["<h2>CRF parameters used</h2>", table_html(crf_table(crf_uses), index=False),
-                  legend("Weights and widths of the 3D fully connected CRF's smoothness kernel (position only) "
-                         "and appearance kernel (position and intensity, one σ per image channel in z-score "
-                         "units), as applied to each network's probabilities.")]
+                  legend("Weights (w) and widths (σ) of the 3D fully connected CRF's smoothness kernel (position "
+                         "only) and appearance kernel (position and intensity: one intensity σ per image channel, "
+                         "in z-score units), and its mean-field iterations, as applied to each network's "
+                         "probabilities; tuned: the mean validation Dice of the network without → with the CRF.")]
     parts += ["<h2>Run</h2>", f"<table><tbody>{facts_rows}</tbody></table>",
               legend("Machine and versions of the report's job; the model files record the versions they were "
                      "trained with. The configuration with its defaults filled in is the report item "
@@ -174,7 +188,7 @@ def write_overview(datasets: Sequence[DatasetRun], crf_uses: Sequence[CRFUse], r
                    config: Mapping[str, Any], overview_path: PathLike, configuration_path: PathLike) -> None:
     """Write the overview (with this machine and the installed versions) and the configuration pages,
     atomically."""
-    page_html = overview_html(datasets, crf_uses, machine_description(), package_versions(), run_wall_time(run_times))
+    page_html = overview_html(datasets, crf_uses, machine_description(), package_versions(), run_time_of(run_times))
     with atomic_path(overview_path) as tmp:
         tmp.write_text(page_html)
     with atomic_path(configuration_path) as tmp:

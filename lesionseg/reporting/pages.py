@@ -25,18 +25,19 @@ STYLE = """
 body { font-family: system-ui, sans-serif; margin: 1.2em 1.5em; color: #222; font-size: 14px; }
 h1 { font-size: 1.35em; margin: 0 0 0.6em 0; }
 h2 { font-size: 1.1em; margin: 1.4em 0 0.4em 0; }
-table { border-collapse: collapse; margin: 0.5em 0; font-size: 13px; }
-th, td { padding: 0.25em 0.6em; border-bottom: 1px solid #e3e3e3; white-space: nowrap; }
+table { border-collapse: collapse; margin: 0.5em 0; font-size: 12px; }
+th, td { padding: 0.25em 0.5em; border-bottom: 1px solid #e3e3e3; white-space: nowrap; }
 th { background: #f3f3f3; font-weight: 600; }
 thead th { text-align: center; }
 thead tr:last-child th { border-bottom: 1px solid #999; }
 th.group { border-left: 2px solid #fff; }
 td.number, th.number { text-align: right; font-variant-numeric: tabular-nums; }
 td.text, th.text { text-align: left; }
+td.text { white-space: normal; max-width: 30em; }
 td.start, th.start { border-left: 1px solid #ccc; }
 p.legend { color: #555; font-size: 12px; max-width: 75em; margin: 0.3em 0 1em 0; }
 .side { display: flex; flex-wrap: wrap; gap: 0 2.5em; align-items: flex-start; }
-table.sortable th, table.sortable td { padding: 0.2em 0.45em; }
+table.sortable th, table.sortable td { padding: 0.2em 0.3em; }
 th.sortable { cursor: pointer; }
 th.sortable:hover { background: #e6e6e6; }
 tr.first td { border-top: 1px solid #bbb; }
