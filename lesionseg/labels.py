@@ -305,6 +305,12 @@ def scheme_from_config(spec: str | Mapping[str, Any], name: str = "custom") -> L
             ) from None
     classes = dict(spec["classes"])
     regions = spec.get("regions") or {n: v for n, v in list(classes.items())[1:]}
+    preset = LABEL_SCHEMES.get(name)
+    if preset is not None and "colours" not in spec and preset.describe()["classes"] == classes:
+        # A preset described without its colours (the computing rules' form, a model file's): the preset's own.
+        described = preset.describe(complete=True)
+        return _scheme(name, classes, regions, spec.get("aliases"), described["colours"],
+                       LesionwiseSettings(**spec.get("lesionwise", described["lesionwise"])))
     lesionwise = LesionwiseSettings(**spec.get("lesionwise", {}))
     return _scheme(name, classes, regions, spec.get("aliases"), spec.get("colours"), lesionwise)
 

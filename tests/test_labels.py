@@ -69,6 +69,7 @@ def test_complete_description_round_trips_and_the_plain_one_leaves_figures_out()
     brats = LABEL_SCHEMES["brats2023"]
     assert "colours" not in brats.describe()  # a colour changed re-runs no computation
     assert scheme_from_config(brats.describe(complete=True), name="brats2023") == brats
+    assert scheme_from_config(brats.describe(), name="brats2023") == brats  # a preset keeps its own colours
     assert scheme_from_config({"classes": {"background": [0], "lesion": [1]},
                                "lesionwise": {"dilation_iterations": 2}}).lesionwise.dilation_iterations == 2
 

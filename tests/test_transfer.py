@@ -84,7 +84,9 @@ def test_a_model_is_applied_to_datasets_it_never_saw(applied_run):
             segmentation = read_image(results / f"{dataset}/segmentations/{method}/{subject}.nii.gz", dtype=None)
             raw = read_image(applied_run / dataset / subject / f"{subject}_flair.nii.gz")
             assert segmentation.data.shape == raw.data.shape and np.allclose(segmentation.affine, raw.affine)
-            assert (results / f"{dataset}/figures/overlays/{method}/{subject}.png").is_file()
+        # One overlay per network: tiny@cohort and tiny@cohort+crf side by side.
+        assert [p.name for p in (results / f"{dataset}/figures/overlays").iterdir()] == ["tiny@cohort"]
+        assert (results / f"{dataset}/figures/overlays/tiny@cohort/{subject}.png").is_file()
     # Without truth: volumes, no scores. With BraTS 2021 truth: scored in its labels (no raw value 3 written).
     unlabelled = pd.read_csv(results / "unlabelled/evaluation/tiny@cohort/per_subject.csv")
     assert unlabelled["dice"].isna().all() and unlabelled["volume_prediction_mm3"].notna().all()
