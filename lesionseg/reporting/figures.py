@@ -21,7 +21,8 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
 from lesionseg.io import atomic_path
-from lesionseg.reporting.tables import CRF_SUFFIX, crf_pairs, metric_display, method_order, scored_rows
+from lesionseg.reporting.tables import (CRF_SUFFIX, crf_paired_values, crf_pairs, metric_display, method_order,
+                                        scored_rows)
 
 PathLike = str | os.PathLike
 
@@ -170,10 +171,7 @@ def crf_effect_figure(
             ax = axes[row, column]
             ticks, labels = [], []
             for k, (method, crf_method) in enumerate(pairs):
-                both = pd.concat(
-                    {"without": _values_by_subject(scored, method, region, metric),
-                     "with": _values_by_subject(scored, crf_method, region, metric)}, axis=1, join="inner",
-                ).dropna() * display.scale
+                both = crf_paired_values(scored, method, crf_method, region, metric) * display.scale
                 x = (2.5 * k, 2.5 * k + 1)
                 for without, with_crf in both.itertuples(index=False):
                     worse = with_crf < without if not display.lower_is_better else with_crf > without
@@ -207,8 +205,3 @@ def crf_effect_figure(
     figure.tight_layout(rect=(0, 0.05, 1, 1))
     _save_png(figure, path)
     return bool(pairs)
-
-
-def _values_by_subject(scored: pd.DataFrame, method: str, region: str, metric: str) -> pd.Series:
-    rows = scored[(scored["method"].astype(str) == method) & (scored["region"].astype(str) == region)]
-    return rows.set_index("subject")[metric].astype(np.float64)

@@ -295,6 +295,13 @@ def _by_subject(scored: pd.DataFrame, method: str, region: str, metric: str) -> 
     return rows.set_index("subject")[metric].astype(np.float64)
 
 
+def crf_paired_values(scored: pd.DataFrame, method: str, crf_method: str, region: str, metric: str) -> pd.DataFrame:
+    """Columns ``without`` and ``with``: ``metric`` of ``region`` for the subjects scored by both ``method`` and
+    ``crf_method`` (index: subject). Raises if a subject appears twice for a method."""
+    return pd.concat({"without": _by_subject(scored, method, region, metric),
+                      "with": _by_subject(scored, crf_method, region, metric)}, axis=1, join="inner").dropna()
+
+
 def paired_wilcoxon(without: np.ndarray, with_crf: np.ndarray) -> tuple[float, float, str]:
     """Two-sided Wilcoxon signed-rank test of paired values: ``(statistic, p_value, note)``.
 
@@ -349,11 +356,7 @@ def crf_significance(
     for method, crf_method in crf_pairs(scored):
         for region in regions:
             for metric in metrics:
-                pairs = pd.concat(
-                    {"without": _by_subject(scored, method, region, metric),
-                     "with": _by_subject(scored, crf_method, region, metric)},
-                    axis=1, join="inner",
-                ).dropna()
+                pairs = crf_paired_values(scored, method, crf_method, region, metric)
                 without, with_crf = pairs["without"].to_numpy(), pairs["with"].to_numpy()
                 statistic, p_value, note = paired_wilcoxon(without, with_crf)
                 changed = int(np.count_nonzero(with_crf != without))  # zero differences are dropped
