@@ -5,6 +5,7 @@ import warnings
 from snakemake.utils import min_version, validate
 
 from lesionseg.config import sorted_keys
+from lesionseg.devices import gpu_job_slots
 
 min_version("9.0")
 
@@ -22,6 +23,14 @@ validate(config, "schemas/config.schema.yaml")
 canonical_config = sorted_keys(config)  # reordering the config's keys re-runs nothing
 config.clear()
 config.update(canonical_config)
+
+
+# On a workstation, at most as many network jobs run at once as the GPUs have slots, so that none waits for one
+# (lesionseg.devices.pin_gpu); `--resources gpu=K` overrides it, and a cluster allocates GPUs per job.
+if workflow.global_resources.get("gpu").value is None and workflow.global_resources["_nodes"].value is None:
+    gpu_slots = gpu_job_slots(config["gpus"]["jobs_per_gpu"])
+    if gpu_slots:
+        workflow.register_resource("gpu", gpu_slots)
 
 
 report: "report/workflow.rst"

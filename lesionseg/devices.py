@@ -9,13 +9,15 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO
 
 log = logging.getLogger(__name__)
 
-# The lock of the GPU this process holds; kept open for the life of the process.
+# The lock of the GPU slot this process holds (kept open for the life of the process), and its share of the memory.
 _held_gpu_lock: IO[str] | None = None
+_gpu_memory_share = 1.0
 
 
 def use_huge_pages() -> None:
@@ -44,62 +46,103 @@ def gpu_names() -> list[str]:
             if line.startswith("GPU ") and ":" in line]
 
 
+def visible_gpus() -> list[str]:
+    """The GPUs this process may use: those ``CUDA_VISIBLE_DEVICES`` lists (indices or UUIDs; empty when set to
+    nothing), else every NVIDIA GPU of the machine (:func:`gpu_names`)."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [device.strip() for device in listed.split(",") if device.strip() and device.strip() != "-1"]
+    return [str(index) for index in range(len(gpu_names()))]
+
+
 def count_gpus() -> int:
-    """NVIDIA GPUs of this machine (:func:`gpu_names`)."""
-    return len(gpu_names())
+    """The GPUs this process may use (:func:`visible_gpus`)."""
+    return len(visible_gpus())
+
+
+def gpu_job_slots(jobs_per_gpu: int = 1) -> int:
+    """How many network jobs may run at once on this machine's GPUs: ``jobs_per_gpu`` per GPU, 0 without one."""
+    return count_gpus() * jobs_per_gpu
 
 
 def default_lock_dir() -> Path:
-    return Path(tempfile.gettempdir()) / f"lesionseg-gpu-locks-{os.getuid()}"
+    """Where the GPU locks live: per user and, inside a SLURM job, per job (each SLURM job has GPUs of its own,
+    numbered from 0 in every job)."""
+    job = os.environ.get("SLURM_JOB_ID")
+    return Path(tempfile.gettempdir()) / (f"lesionseg-gpu-locks-{os.getuid()}" + (f"-slurm{job}" if job else ""))
 
 
-def pin_gpu(gpus: int | None = None, lock_dir: Path | None = None, timeout_s: float | None = None,
-            poll_s: float = 5.0) -> str | None:
-    """Give this job a GPU of its own and make it the only one CUDA sees.
+def gpu_memory_share() -> float:
+    """The part of its GPU's memory this process plans for: 1 / ``jobs_per_gpu`` of :func:`pin_gpu` (1 if it
+    took no lock)."""
+    return _gpu_memory_share
 
-    Snakemake's ``gpu`` resource bounds how many GPU jobs run at once
-    (``--resources gpu=K``) but not which device each one uses, so every job
-    would start on device 0. Each job instead takes the lowest free device: it
-    holds an exclusive file lock on it (released by the kernel when the
-    process ends, even when killed) and sets ``CUDA_VISIBLE_DEVICES``. When
-    every device is taken, it waits. A value already set, by SLURM for the
-    GPUs it allocated or by the user, is kept. Call before torch initialises
-    CUDA. Returns the device index chosen, or None.
-    """
-    global _held_gpu_lock
-    if "CUDA_VISIBLE_DEVICES" in os.environ:
+
+def _lock_name(device: str) -> str:
+    return "gpu-" + "".join(c if c.isalnum() or c in "-_" else "_" for c in device)
+
+
+def _try_lock(path: Path) -> IO[str] | None:
+    handle = open(path, "w")  # noqa: SIM115 - held while the job runs
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
         return None
-    gpus = count_gpus() if gpus is None else gpus
-    if gpus <= 1:
-        return None  # nothing to choose (one GPU is shared as Snakemake's gpu resource allows)
+    handle.write(f"{os.getpid()}\n")
+    handle.flush()
+    return handle
+
+
+def pin_gpu(jobs_per_gpu: int = 1, gpus: Sequence[str] | None = None, lock_dir: Path | None = None,
+            timeout_s: float | None = None, poll_s: float = 5.0) -> str | None:
+    """Give this job a GPU (one of ``jobs_per_gpu`` slots of it) and make it the only one CUDA sees.
+
+    Snakemake's ``gpu`` resource bounds how many GPU jobs run at once (the
+    Snakefile sets it to :func:`gpu_job_slots` unless ``--resources gpu=K``
+    says otherwise) but not which device each one uses, so every job would
+    start on device 0. Each job instead takes the first free slot of the
+    visible devices (``gpus``; default :func:`visible_gpus`: those
+    ``CUDA_VISIBLE_DEVICES`` lists, as a SLURM allocation or the user set it,
+    else all): it holds an exclusive file lock on it, released by the kernel
+    when the process ends, even when killed, and sets ``CUDA_VISIBLE_DEVICES``
+    to that device. With one GPU too, so that two network jobs never share it
+    unless ``jobs_per_gpu`` allows; each then plans for its share of the memory
+    (:func:`gpu_memory_share`). When every slot is taken, it waits. Call before
+    torch initialises CUDA. Returns the device chosen, or None without GPUs.
+    """
+    global _held_gpu_lock, _gpu_memory_share
+    if _held_gpu_lock is not None:
+        return os.environ.get("CUDA_VISIBLE_DEVICES")
+    gpus = visible_gpus() if gpus is None else list(gpus)
+    if not gpus:
+        return None
     lock_dir = lock_dir or default_lock_dir()
     lock_dir.mkdir(parents=True, exist_ok=True)
     started, waiting_logged = time.monotonic(), False
     while True:
-        for device in range(gpus):
-            handle = open(lock_dir / f"gpu{device}.lock", "w")  # noqa: SIM115 - held while the job runs
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.close()
-                continue
-            handle.write(f"{os.getpid()}\n")
-            handle.flush()
-            _held_gpu_lock = handle
-            os.environ["CUDA_VISIBLE_DEVICES"] = str(device)
-            log.info("using GPU %d of %d (CUDA_VISIBLE_DEVICES=%d)", device, gpus, device)
-            return str(device)
+        for slot in range(jobs_per_gpu):
+            for device in gpus:
+                handle = _try_lock(lock_dir / f"{_lock_name(device)}.slot{slot}.lock")
+                if handle is None:
+                    continue
+                _held_gpu_lock, _gpu_memory_share = handle, 1.0 / jobs_per_gpu
+                os.environ["CUDA_VISIBLE_DEVICES"] = device
+                log.info("using GPU %s (slot %d of %d; CUDA_VISIBLE_DEVICES=%s)", device, slot + 1, jobs_per_gpu,
+                         device)
+                return device
         if timeout_s is not None and time.monotonic() - started > timeout_s:
-            raise TimeoutError(f"all {gpus} GPUs stayed in use by other lesionseg jobs for {timeout_s:.0f} s "
-                               f"(locks in {lock_dir}); limit concurrent GPU jobs with --resources gpu={gpus}")
+            raise TimeoutError(f"all {len(gpus) * jobs_per_gpu} GPU slots stayed in use by other lesionseg jobs for "
+                               f"{timeout_s:.0f} s (locks in {lock_dir}); limit concurrent GPU jobs with "
+                               f"--resources gpu={len(gpus) * jobs_per_gpu}")
         if not waiting_logged:
-            log.info("all %d GPUs are in use by other jobs; waiting for one (run with --resources gpu=%d "
-                     "to avoid the wait)", gpus, gpus)
+            log.info("all %d GPU slots are in use by other jobs; waiting for one (run with --resources gpu=%d "
+                     "to avoid the wait)", len(gpus) * jobs_per_gpu, len(gpus) * jobs_per_gpu)
             waiting_logged = True
         time.sleep(poll_s)
 
 
-def prepare_torch_process() -> None:
+def prepare_torch_process(jobs_per_gpu: int = 1) -> None:
     """Set-up of a job that runs networks; call before torch allocates memory or initialises CUDA."""
     use_huge_pages()
-    pin_gpu()
+    pin_gpu(jobs_per_gpu)

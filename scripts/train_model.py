@@ -4,7 +4,7 @@ from lesionseg.logs import log_to_file
 from lesionseg.devices import prepare_torch_process
 
 log_to_file(snakemake.log[0])
-prepare_torch_process()  # before torch allocates memory or initialises CUDA
+prepare_torch_process(snakemake.config["gpus"]["jobs_per_gpu"])  # before torch allocates memory or starts CUDA
 
 from lesionseg.labels import scheme_from_config
 from lesionseg.training.loop import SubjectFiles, TrainingJob, train

@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
+import torch
 from tqdm import tqdm
 
 from lesionseg.crf.meanfield import CRFParameters, dense_crf
@@ -66,13 +67,15 @@ def sample_parameters(rng: np.random.Generator, base: CRFParameters, n_modalitie
     )
 
 
-def mean_dice(cases: Sequence[ValidationCase], scheme: LabelScheme, parameters: CRFParameters | None) -> float:
-    """Mean over cases and regions of the Dice of the CRF's segmentation (of the network's with ``None``)."""
+def mean_dice(cases: Sequence[ValidationCase], scheme: LabelScheme, parameters: CRFParameters | None,
+              device: torch.device | str | None = None) -> float:
+    """Mean over cases and regions of the Dice of the CRF's segmentation (of the network's with ``None``), the CRF
+    computed on ``device`` (default: the CPU)."""
     scores = []
     for case in cases:
         try:
             probabilities = case.probabilities if parameters is None else dense_crf(
-                case.probabilities, case.images, case.spacing, parameters, mask=case.mask)
+                case.probabilities, case.images, case.spacing, parameters, mask=case.mask, device=device)
         except ValueError as err:
             raise ValueError(f"validation subject {case.name}: {err}") from err
         prediction = scheme.to_raw(probabilities.argmax(axis=0))
@@ -81,8 +84,9 @@ def mean_dice(cases: Sequence[ValidationCase], scheme: LabelScheme, parameters: 
 
 
 def tune_crf(cases: Sequence[ValidationCase], scheme: LabelScheme, base: CRFParameters, trials: int,
-             seed: int) -> tuple[CRFParameters, list[dict[str, Any]]]:
-    """The best of ``trials`` parameter sets by mean validation Dice, and one row per trial (first row: no CRF)."""
+             seed: int, device: torch.device | str | None = None) -> tuple[CRFParameters, list[dict[str, Any]]]:
+    """The best of ``trials`` parameter sets by mean validation Dice, and one row per trial (first row: no CRF);
+    the CRF runs on ``device`` (default: the CPU)."""
     if not cases:
         raise ValueError("CRF tuning needs at least one labelled validation subject: adjust the dataset's 'split:' "
                          "or set crf: {tune: {enabled: false}}")
@@ -92,7 +96,7 @@ def tune_crf(cases: Sequence[ValidationCase], scheme: LabelScheme, base: CRFPara
     best, best_score = base, -np.inf
     for trial in tqdm(range(trials), desc="CRF parameter search", unit="trial"):
         parameters = base if trial == 0 else sample_parameters(rng, base, n_modalities)
-        score = mean_dice(cases, scheme, parameters)
+        score = mean_dice(cases, scheme, parameters, device)
         rows.append({"trial": trial, "mean_dice": score, **parameters.to_mapping()})
         log.info("trial %d: mean Dice %.4f with %s", trial, score, parameters)
         if score > best_score:

@@ -23,6 +23,7 @@ memory and are stitched while the next batch computes.
 from __future__ import annotations
 
 import itertools
+import logging
 import math
 import sys
 import weakref
@@ -38,12 +39,16 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_leaves
 from tqdm import tqdm
 
+from lesionseg.devices import gpu_memory_share
 from lesionseg.masks import bounding_box
+
+log = logging.getLogger(__name__)
 
 PRECISIONS: dict[str, torch.dtype] = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 DEFAULT_CPU_BUDGET_MB = 2048
-# Free device memory can shrink (other processes, fragmentation of the caching allocator): use only part of it.
-CUDA_FREE_FRACTION = 0.8
+# Part of a GPU's memory its jobs plan for: the rest covers the CUDA context, cuDNN workspaces and the caching
+# allocator's fragmentation.
+CUDA_USABLE_FRACTION = 0.85
 # Activations counted on meta tensors leave out convolution workspaces and layout copies; the paper DeepMedic's
 # measured peak RSS on the CPU (oneDNN) was 1.4x the count.
 WORKSPACE_FACTOR = 1.5
@@ -130,13 +135,30 @@ def estimate_memory(model: nn.Module, n_channels: int, output_size: Sequence[int
     return int(WORKSPACE_FACTOR * (counter.peak + 2 * inputs.numel() * inputs.element_size()))
 
 
+def cuda_memory_budget(device: torch.device) -> int:
+    """Bytes one batch may use on a CUDA device: this job's share of the device's memory, planned, not raced.
+
+    The share (:func:`lesionseg.devices.gpu_memory_share`: the whole device
+    unless ``gpus: jobs_per_gpu`` lets jobs share it) of
+    :data:`CUDA_USABLE_FRACTION` of its total memory, less what this job already
+    holds (its networks). Only if less is free than that (a process outside the
+    workflow uses the device) does the free memory bound it, with a warning.
+    """
+    total = torch.cuda.get_device_properties(device).total_memory
+    held = torch.cuda.memory_allocated(device)
+    planned = int(CUDA_USABLE_FRACTION * total * gpu_memory_share()) - held
+    # Blocks the caching allocator holds but no tensor uses are free for this process too.
+    free = torch.cuda.mem_get_info(device)[0] + torch.cuda.memory_reserved(device) - held
+    if free < planned:
+        log.warning("GPU %s: %.0f MB free, less than the %.0f MB planned for this job: another process uses it",
+                    device, free / 2**20, planned / 2**20)
+    return max(0, min(planned, free))
+
+
 def memory_budget(device: torch.device, memory_budget_mb: float | None = None) -> int:
-    """Bytes one batch may use: on CUDA a fraction of the free memory, on the CPU ``memory_budget_mb`` (2048)."""
+    """Bytes one batch may use: on CUDA :func:`cuda_memory_budget`, on the CPU ``memory_budget_mb`` (2048)."""
     if device.type == "cuda":
-        free, _ = torch.cuda.mem_get_info(device)
-        # Blocks the caching allocator holds but no tensor uses are free for this process too.
-        cached = torch.cuda.memory_reserved(device) - torch.cuda.memory_allocated(device)
-        return int(CUDA_FREE_FRACTION * (free + cached))
+        return cuda_memory_budget(device)
     return int((memory_budget_mb or DEFAULT_CPU_BUDGET_MB) * 2**20)
 
 
@@ -194,6 +216,7 @@ class TilePlan:
 
     size: tuple[int, int, int]
     regions: list[Region]
+    batch_size: int = 1  # tiles per forward pass
 
 
 def plan_tiles(
@@ -219,7 +242,9 @@ def plan_tiles(
         (x0, x1), (y0, y1), (z0, z1) = box
         size = (x1 - x0, y1 - y0, 1)
         slices = [(slice(x0, x1), slice(y0, y1), slice(z, z + 1)) for z in range(z0, z1)]
-        return TilePlan(size, [r for r in slices if brain_mask[r].any()])
+        budget = memory_budget(device, memory_budget_mb)
+        return TilePlan(size, [r for r in slices if brain_mask[r].any()],
+                        fitting_batch_size(model, n_channels, size[:2], batch_size, budget))
     grid = getattr(model, "grid", 1)
     # Tiles start on the model's coarse grid (anchored at voxel 0) so that they agree with each other.
     starts = [first - first % grid for first, _ in box]
@@ -232,7 +257,22 @@ def plan_tiles(
     axes = [range(start, last, side) for start, (_, last), side in zip(starts, box, size, strict=True)]
     regions = [tuple(slice(c, min(c + side, n)) for c, side, n in zip(corner, size, brain_mask.shape, strict=True))
                for corner in itertools.product(*axes)]
-    return TilePlan(size, [r for r in regions if brain_mask[r].any()])
+    return TilePlan(size, [r for r in regions if brain_mask[r].any()], batch_size)
+
+
+def fitting_batch_size(model: nn.Module, n_channels: int, output_size: Sequence[int], batch_size: int,
+                       budget: int) -> int:
+    """The largest batch, at most ``batch_size`` tiles of ``output_size``, whose forward pass fits ``budget`` bytes
+    (at least 1)."""
+    low, high = 1, batch_size
+    while low < high:
+        middle = (low + high + 1) // 2
+        low, high = (middle, high) if estimate_memory(model, n_channels, output_size, middle) <= budget else (
+            low, middle - 1)
+    if low < batch_size:
+        log.info("batches of %d tiles instead of %d: %d fit the memory budget of %.0f MB", low, batch_size, low,
+                 budget / 2**20)
+    return low
 
 
 def _axis_index(start: int, size: int, n: int) -> slice | np.ndarray:
@@ -318,10 +358,14 @@ def _stitch(probabilities: np.ndarray, regions: Sequence[Region], tiles: torch.T
 
 
 def _check_precision(precision: str, device: torch.device) -> None:
+    """Refuse a precision the device cannot run: float16 needs CUDA, bfloat16 on CUDA a GPU that supports it."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
     if precision == "float16" and device.type != "cuda":
         raise ValueError("float16 runs on CUDA only; on the CPU use bfloat16 or float32")
+    if precision == "bfloat16" and device.type == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
+        raise ValueError(f"bfloat16 is not supported by this GPU ({torch.cuda.get_device_name(device)}: it needs "
+                         "compute capability 8.0 or newer); use float16 or float32")
 
 
 @torch.inference_mode()
@@ -357,7 +401,7 @@ def predict_volume(
     cuda = device.type == "cuda"
     side_stream = torch.cuda.Stream(device) if cuda else None
     probabilities = np.zeros((model.n_classes, *brain_mask.shape), dtype=np.float32)
-    batches = [plan.regions[i:i + batch_size] for i in range(0, len(plan.regions), batch_size)]
+    batches = [plan.regions[i:i + plan.batch_size] for i in range(0, len(plan.regions), plan.batch_size)]
     pending = None
     for regions in tqdm(batches, desc="dense inference", unit="batch", disable=not progress, file=sys.stderr):
         inputs = _upload(_host_batch(image, regions, plan, context, pin=cuda), device, side_stream)

@@ -154,7 +154,9 @@ def tune_crf_parameters(names: Sequence[str], probability_paths: Sequence[PathLi
             name, read_probabilities(probabilities).data, channels.data, read_image(label, dtype=None).data,
             read_mask(mask), tuple(float(s) for s in np.linalg.norm(channels.affine[:3, :3], axis=0)),
         ))
-    best, rows = tune_crf(cases, scheme, base, trials, seed)
+    device = default_device()  # as rule crf runs it: the parameters are tuned for the CRF that will use them
+    log.info("CRF parameter search on %s: %d trials, %d validation subjects", device, trials, len(cases))
+    best, rows = tune_crf(cases, scheme, base, trials, seed, device)
     best_row = max(rows[1:], key=lambda row: row["mean_dice"])
     with atomic_path(search_out) as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)

@@ -5,8 +5,12 @@ phase-1 model and retrains only the output layer on samples of the natural label
 distribution (Havaei et al. 2017), for any architecture.
 
 Every epoch draws its batches from a generator seeded by (seed, phase, epoch)
-and ends with a checkpoint, so a killed training resumes at the next epoch and
-ends exactly as an uninterrupted one would.
+and ends with a checkpoint (network, optimiser and, on CUDA, the gradient
+scaler), so a killed training resumes at the next epoch and ends exactly as an
+uninterrupted one would: on the CPU always, on CUDA with
+``training: {deterministic: true}`` (:func:`~lesionseg.training.feeding.configure_backends`).
+Batches are cut ahead of the network in a background thread
+(:class:`~lesionseg.training.feeding.PrefetchedBatches`).
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from lesionseg.sampling import read_samples
 from lesionseg.training.checkpoints import (load_model, network_record, read_model_file,
                                             save_model_file)
 from lesionseg.training.curves import plot_learning_curves, selection_score
+from lesionseg.training.feeding import PrefetchedBatches, configure_backends
 from lesionseg.training.optim import l1_penalty, learning_rate, make_optimizer, momentum, set_hyperparameters
 from lesionseg.training.patches import IGNORE, augment, cut_segments, load_training_volume, required_pad
 from lesionseg.training.settings import phase_epochs, phase_strategy, sample_set_name
@@ -153,9 +158,13 @@ def train(job: TrainingJob, model_path: str, history_path: str, curve_path: str,
     device = device or default_device()
     torch.set_num_threads(max(1, threads))
     settings = job.settings
+    configure_backends(device, settings["deterministic"])
     model = _initial_model(job, device)
     trainable = [p for p in model.parameters() if p.requires_grad]
     optimizer = make_optimizer(trainable, settings["optimizer"], job.base_lr)
+    # Mixed precision where it pays (CUDA); full precision on the CPU.
+    use_amp = device.type == "cuda"
+    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
     start_epoch, best_score, history = 0, -np.inf, []
     checkpoint = Path(checkpoint_path)
     # The best model so far lives beside the checkpoint (not a workflow output, so it survives a kill).
@@ -165,6 +174,8 @@ def train(job: TrainingJob, model_path: str, history_path: str, curve_path: str,
         if state["identity"] == job.identity():
             model.load_state_dict(state["model"])
             optimizer.load_state_dict(state["optimizer"])
+            if state.get("scaler"):  # the loss scale reached, so that steps after a resume are those without one
+                scaler.load_state_dict(state["scaler"])
             start_epoch, best_score, history = state["epoch"] + 1, state["best_score"], state["history"]
             log.info("resuming %s phase %d after epoch %d", job.model_name, job.phase, state["epoch"] + 1)
         else:
@@ -176,9 +187,6 @@ def train(job: TrainingJob, model_path: str, history_path: str, curve_path: str,
     all_centres = [_sample_centres(s, set_name) for s in job.train]
     log.info("%s phase %d: %d training subjects, %d samples, %d validation subjects, device %s", job.model_name,
              job.phase, len(job.train), sum(len(c) for c in all_centres), len(job.val), device)
-    # Mixed precision where it pays (CUDA); full precision on the CPU.
-    use_amp = device.type == "cuda"
-    scaler = torch.amp.GradScaler("cuda", enabled=use_amp)
 
     for epoch in range(start_epoch, job.epochs):
         started = time.perf_counter()
@@ -198,19 +206,24 @@ def train(job: TrainingJob, model_path: str, history_path: str, curve_path: str,
         if job.phase == 2:  # frozen layers keep their batch-norm statistics and run without dropout
             model.eval()
             model.output_layer.train()
-        losses = []
-        for _ in tqdm(range(settings["batches_per_epoch"]), desc=f"{job.model_name} phase {job.phase} epoch {epoch + 1}",
-                      unit="batch", mininterval=5):
+
+        def make_batch() -> tuple[np.ndarray, np.ndarray]:
             chosen = pairs[rng.integers(0, len(pairs), size=settings["batch_size"])]
             inputs, targets = [], []
             for subject, index in chosen:
                 x, y = cut_segments(volumes[subject], centres[subject][index:index + 1], model, output_size)
                 inputs.append(x)
                 targets.append(y)
-            x, y = augment(np.concatenate(inputs), np.concatenate(targets), settings["augmentation"], rng)
+            return augment(np.concatenate(inputs), np.concatenate(targets), settings["augmentation"], rng)
+
+        batches = PrefetchedBatches(make_batch, settings["batches_per_epoch"], pin=device.type == "cuda")
+        loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # summed on the device: no host sync per step
+        training_started = time.perf_counter()
+        for x, y in tqdm(batches, total=settings["batches_per_epoch"], unit="batch", mininterval=5,
+                         desc=f"{job.model_name} phase {job.phase} epoch {epoch + 1}"):
             with torch.autocast(device.type, enabled=use_amp):
-                logits = model(torch.from_numpy(x).to(device, non_blocking=True))
-                loss = F.cross_entropy(logits.float(), torch.from_numpy(y).to(device), ignore_index=IGNORE)
+                logits = model(x.to(device, non_blocking=True))
+                loss = F.cross_entropy(logits.float(), y.to(device, non_blocking=True), ignore_index=IGNORE)
             penalty = settings["l1"] * l1_penalty(model)
             optimizer.zero_grad(set_to_none=True)
             scaler.scale(loss + penalty).backward()
@@ -222,9 +235,15 @@ def train(job: TrainingJob, model_path: str, history_path: str, curve_path: str,
                         parameter.grad.add_(parameter, alpha=settings["l2"])
             scaler.step(optimizer)
             scaler.update()
-            losses.append(loss.item())
+            loss_sum += loss.detach()
+        training_s = time.perf_counter() - training_started
+        validation_started = time.perf_counter()
         scores = validate(model, job.val, job.scheme, device, settings["validation_tile"]) if job.val else {}
-        row = {"epoch": epoch + 1, "loss": float(np.mean(losses)), "lr": lr,
+        validation_s = time.perf_counter() - validation_started
+        log.info("epoch %d time: %.1f s loading subjects, %.1f s training (%.1f s of it waiting for segments), "
+                 "%.1f s validating", epoch + 1, training_started - started, training_s, batches.waited_s,
+                 validation_s)
+        row = {"epoch": epoch + 1, "loss": float(loss_sum) / settings["batches_per_epoch"], "lr": lr,
                **{f"val_dice_{r}": v for r, v in scores.items()}, "seconds": time.perf_counter() - started}
         score = selection_score(row)  # mean validation Dice, else minus the loss
         history.append(row)
@@ -234,7 +253,8 @@ def train(job: TrainingJob, model_path: str, history_path: str, curve_path: str,
             save_model_file(best_path, _model_file(job, model, best_epoch=epoch + 1, best_score=score))
         with atomic_path(checkpoint) as tmp:
             torch.save({"identity": job.identity(), "epoch": epoch, "model": model.state_dict(),
-                        "optimizer": optimizer.state_dict(), "best_score": best_score, "history": history}, tmp)
+                        "optimizer": optimizer.state_dict(), "scaler": scaler.state_dict(), "best_score": best_score,
+                        "history": history}, tmp)
     best = read_model_file(best_path)
     best["networks"][0]["history"] = history
     save_model_file(model_path, {k: v for k, v in best.items() if k not in ("format", "format_version")})

@@ -65,6 +65,11 @@ TRAINING_DEFAULTS: dict[str, dict[str, Any]] = {
 }
 
 
+# Settings of every family: the seed of the batches and weights, the phases trained, and whether CUDA must run
+# deterministic algorithms (exact resume and repeatable runs on a GPU, at some speed; the CPU is deterministic).
+COMMON_DEFAULTS: dict[str, Any] = {"seed": 0, "phases": [1], "deterministic": False}
+
+
 def family(architecture: str) -> str:
     try:
         return FAMILIES[architecture]
@@ -75,11 +80,12 @@ def family(architecture: str) -> str:
 def training_settings(architecture: str, overrides: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The training settings of a model: its family's defaults updated by ``overrides``."""
     settings = deep_update(TRAINING_DEFAULTS[family(architecture)], overrides or {})
-    unknown = sorted(set(overrides or {}) - set(TRAINING_DEFAULTS[family(architecture)]) - {"seed", "phases"})
+    unknown = sorted(set(overrides or {}) - set(TRAINING_DEFAULTS[family(architecture)]) - set(COMMON_DEFAULTS))
     if unknown:
-        raise ValueError(f"unknown training setting(s) {unknown}; known: {sorted(TRAINING_DEFAULTS['deepmedic'])}")
-    settings.setdefault("seed", 0)
-    settings.setdefault("phases", [1])
+        known = sorted([*TRAINING_DEFAULTS[family(architecture)], *COMMON_DEFAULTS])
+        raise ValueError(f"unknown training setting(s) {unknown}; known: {known}")
+    for key, value in COMMON_DEFAULTS.items():
+        settings.setdefault(key, value)
     return settings
 
 
