@@ -185,6 +185,24 @@ def training_mem_mb(wildcards, input):
     return estimates.training_mem_mb(input.size_mb, len(input.train_images), settings["subjects_per_epoch"])
 
 
+def inference_mem_mb(wildcards, input):
+    """What dense inference holds: the image, its probability maps and one batch (inference: memory_budget_mb)."""
+    dataset = DATASETS[wildcards.dataset]
+    return estimates.inference_mem_mb(estimates.float32_mb(input.image), len(dataset.modalities),
+                                      dataset.scheme.n_classes, len(input.models),
+                                      config["inference"]["memory_budget_mb"])
+
+
+def crf_tuning_mem_mb(wildcards, input):
+    """The CRF search holds every validation subject's arrays and runs one CRF at a time."""
+    subjects = zip(input.probabilities, input.images, input.masks, input.labels, strict=True)
+    return estimates.crf_mem_mb([sum(map(estimates.float32_mb, files)) for files in subjects])
+
+
+def crf_mem_mb(wildcards, input):
+    return estimates.crf_mem_mb([estimates.float32_mb(input.probabilities) + estimates.float32_mb(input.image)])
+
+
 def training_runtime(wildcards, input):
     settings = MODELS[model_name(wildcards.model)].training
     return estimates.training_runtime_minutes(settings, int(wildcards.phase), len(input.val_images))

@@ -21,7 +21,7 @@ rule tune_crf:
         seed=config["crf"]["tune"]["seed"],
     threads: min(4, workflow.cores)
     resources:
-        mem_mb=image_mem_mb(3000, 60),
+        mem_mb=crf_tuning_mem_mb,
         runtime=lambda wc, input: int(10 + 0.5 * config["crf"]["tune"]["trials"] * len(input.images)),
         gpu=1,
     conda:
@@ -44,7 +44,7 @@ rule crf:
         link=inference_link,
     threads: min(4, workflow.cores)
     resources:
-        mem_mb=image_mem_mb(3000, 60),
+        mem_mb=crf_mem_mb,
         runtime=image_runtime(5, 1),
         gpu=1,
     conda:

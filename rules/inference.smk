@@ -21,7 +21,7 @@ rule infer:
         settings=inference_settings,
     threads: min(8, workflow.cores)
     resources:
-        mem_mb=image_mem_mb(2500, 60),
+        mem_mb=inference_mem_mb,
         runtime=lambda wc, input: int(10 + len(input.models) * input.size_mb),
         gpu=1,
     conda:

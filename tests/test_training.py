@@ -92,6 +92,8 @@ def test_resume_after_interruption_gives_the_same_model(subjects, tmp_path, monk
     b = read_model_file(resumed["pt"])["networks"][0]
     assert all(torch.equal(a["state_dict"][k], b["state_dict"][k]) for k in a["state_dict"])
     assert [r["loss"] for r in a["history"]] == [r["loss"] for r in b["history"]]
+    # The checkpoint holds the gradient scaler's state too (the loss scale on CUDA; nothing on the CPU).
+    assert torch.load(tmp_path / "killed" / "p.ckpt", weights_only=False)["scaler"] == {}
     # A checkpoint of other settings is not resumed.
     assert job(subjects, epochs=3).identity() != job(subjects, epochs=2).identity()
 

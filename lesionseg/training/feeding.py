@@ -36,7 +36,8 @@ class PrefetchedBatches:
     """``count`` batches ``(inputs, targets)`` as CPU tensors, made by ``make_batch`` in a background thread.
 
     With ``pin`` they are in pinned memory (copy them with ``non_blocking=True``).
-    An error in ``make_batch`` is raised where the batch is taken. Iterate once;
+    An error in ``make_batch`` is raised where the batch is taken. Iterate once,
+    inside ``with`` so that the thread stops however the loop ends;
     :attr:`waited_s` is the time the consumer spent waiting for batches.
     """
 
@@ -68,19 +69,23 @@ class PrefetchedBatches:
                 continue
         return False
 
+    def __enter__(self) -> PrefetchedBatches:
+        return self
+
+    def __exit__(self, *exception: object) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         self._thread.start()
-        try:
-            for _ in range(self._count):
-                started = time.perf_counter()
-                item = self._queue.get()
-                self.waited_s += time.perf_counter() - started
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            self._stop.set()
-            self._thread.join()
+        for _ in range(self._count):
+            started = time.perf_counter()
+            item = self._queue.get()
+            self.waited_s += time.perf_counter() - started
+            if isinstance(item, BaseException):
+                raise item
+            yield item
 
 
 def configure_backends(device: torch.device, deterministic: bool) -> None:

@@ -150,6 +150,27 @@ def _sample_centres(subject: SubjectFiles, set_name: str) -> np.ndarray:
     return sets[set_name].centres
 
 
+def _training_step(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+                   trainable: Sequence[nn.Parameter], inputs: torch.Tensor, targets: torch.Tensor,
+                   settings: dict[str, Any]) -> torch.Tensor:
+    """One optimiser step on a batch (mixed precision when the scaler is enabled); the batch's loss, detached."""
+    with torch.autocast(inputs.device.type, enabled=scaler.is_enabled()):
+        logits = model(inputs)
+        loss = F.cross_entropy(logits.float(), targets, ignore_index=IGNORE)
+    penalty = settings["l1"] * l1_penalty(model)
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss + penalty).backward()
+    scaler.unscale_(optimizer)
+    # L2 on the trainable weights (as weight decay, applied to the gradient).
+    with torch.no_grad():
+        for parameter in trainable:
+            if parameter.grad is not None:
+                parameter.grad.add_(parameter, alpha=settings["l2"])
+    scaler.step(optimizer)
+    scaler.update()
+    return loss.detach()
+
+
 def train(job: TrainingJob, model_path: str, history_path: str, curve_path: str, checkpoint_path: str,
           threads: int = 1, device: torch.device | None = None) -> dict[str, Any]:
     """Train ``job``; write the best model, the per-epoch history (CSV) and the phase's learning curve (PNG).
@@ -216,26 +237,14 @@ def train(job: TrainingJob, model_path: str, history_path: str, curve_path: str,
                 targets.append(y)
             return augment(np.concatenate(inputs), np.concatenate(targets), settings["augmentation"], rng)
 
-        batches = PrefetchedBatches(make_batch, settings["batches_per_epoch"], pin=device.type == "cuda")
         loss_sum = torch.zeros((), dtype=torch.float64, device=device)  # summed on the device: no host sync per step
         training_started = time.perf_counter()
-        for x, y in tqdm(batches, total=settings["batches_per_epoch"], unit="batch", mininterval=5,
-                         desc=f"{job.model_name} phase {job.phase} epoch {epoch + 1}"):
-            with torch.autocast(device.type, enabled=use_amp):
-                logits = model(x.to(device, non_blocking=True))
-                loss = F.cross_entropy(logits.float(), y.to(device, non_blocking=True), ignore_index=IGNORE)
-            penalty = settings["l1"] * l1_penalty(model)
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss + penalty).backward()
-            scaler.unscale_(optimizer)
-            # L2 on the trainable weights (as weight decay, applied to the gradient).
-            with torch.no_grad():
-                for parameter in trainable:
-                    if parameter.grad is not None:
-                        parameter.grad.add_(parameter, alpha=settings["l2"])
-            scaler.step(optimizer)
-            scaler.update()
-            loss_sum += loss.detach()
+        with PrefetchedBatches(make_batch, settings["batches_per_epoch"], pin=device.type == "cuda") as batches:
+            for x, y in tqdm(batches, total=settings["batches_per_epoch"], unit="batch", mininterval=5,
+                             desc=f"{job.model_name} phase {job.phase} epoch {epoch + 1}"):
+                loss = _training_step(model, optimizer, scaler, trainable, x.to(device, non_blocking=True),
+                                      y.to(device, non_blocking=True), settings)
+                loss_sum += loss
         training_s = time.perf_counter() - training_started
         validation_started = time.perf_counter()
         scores = validate(model, job.val, job.scheme, device, settings["validation_tile"]) if job.val else {}
