@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CORES ?= all
 
-.PHONY: demo test lint check bench clean-demo
+.PHONY: demo test lint check bench bench-gpu clean-demo
 
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ bench: $(STAMP)
 	$(BIN)/python bench/preprocessing.py
 	$(BIN)/python bench/inference.py
 	$(BIN)/python bench/crf.py
+
+# The CUDA paths checked and timed (a few minutes on one GPU); says so and exits 0 without CUDA.
+bench-gpu: $(STAMP)
+	$(BIN)/python bench/gpu.py
 
 check: $(STAMP)
 	$(BIN)/lesionseg check --configfile config/config.yaml

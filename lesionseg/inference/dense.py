@@ -22,12 +22,13 @@ memory and are stitched while the next batch computes.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import math
 import sys
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -368,6 +369,18 @@ def _check_precision(precision: str, device: torch.device) -> None:
                          "compute capability 8.0 or newer); use float16 or float32")
 
 
+@contextlib.contextmanager
+def _float32_means_float32(precision: str) -> Iterator[None]:
+    """Without TF32 convolutions for ``float32`` (cuDNN uses TF32 by default on Ampere and newer, whose 10-bit
+    mantissa breaks dense = patch-wise to 1e-4); reduced precisions are asked for by name."""
+    allowed = torch.backends.cudnn.allow_tf32
+    torch.backends.cudnn.allow_tf32 = precision != "float32"
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.allow_tf32 = allowed
+
+
 @torch.inference_mode()
 def predict_volume(
     model: nn.Module,
@@ -403,15 +416,16 @@ def predict_volume(
     probabilities = np.zeros((model.n_classes, *brain_mask.shape), dtype=np.float32)
     batches = [plan.regions[i:i + plan.batch_size] for i in range(0, len(plan.regions), plan.batch_size)]
     pending = None
-    for regions in tqdm(batches, desc="dense inference", unit="batch", disable=not progress, file=sys.stderr):
-        inputs = _upload(_host_batch(image, regions, plan, context, pin=cuda), device, side_stream)
-        outputs = _download(_forward(model, inputs, precision))
-        # Stitching the previous batch now lets the host work while the device computes this one.
+    with _float32_means_float32(precision):
+        for regions in tqdm(batches, desc="dense inference", unit="batch", disable=not progress, file=sys.stderr):
+            inputs = _upload(_host_batch(image, regions, plan, context, pin=cuda), device, side_stream)
+            outputs = _download(_forward(model, inputs, precision))
+            # Stitching the previous batch now lets the host work while the device computes this one.
+            if pending is not None:
+                _stitch(probabilities, *pending)
+            pending = (regions, *outputs)
         if pending is not None:
             _stitch(probabilities, *pending)
-        pending = (regions, *outputs)
-    if pending is not None:
-        _stitch(probabilities, *pending)
     probabilities[:, ~brain_mask] = 0.0
     probabilities[0, ~brain_mask] = 1.0
     return probabilities
