@@ -2,19 +2,23 @@
 
 Debian's slurm-wlm and munge, set up as anchors.md section 6 describes: a
 private munge daemon (own key and socket), ``slurmctld`` and ``slurmd`` for
-this host, no accounting database. State, spool and logs live in a temporary
-folder; only ``/etc/slurm/slurm.conf`` is written outside it, because the
-jobs' nested ``srun`` (snakemake's slurm-jobstep executor drops ``SLURM_CONF``)
-reads the standard path. It is removed again on shutdown.
+this host, no accounting database but a job completion log (every finished
+job's id, name, partition and state, however long ago it ended). State, spool
+and logs live in a temporary folder; only ``/etc/slurm/slurm.conf`` is written
+outside it, because the jobs' nested ``srun`` (snakemake's slurm-jobstep
+executor drops ``SLURM_CONF``) reads the standard path. It is removed again on
+shutdown.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Collection
 from pathlib import Path
 
 SLURM_CONF = Path("/etc/slurm/slurm.conf")
@@ -37,7 +41,7 @@ def install_packages() -> str | None:
                 "as root with apt-get")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
     for command in (["apt-get", "update", "-q"], ["apt-get", "install", "-y", "-q", *PACKAGES]):
-        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=900)
+        result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800)
         if result.returncode != 0:
             return f"{' '.join(command)} failed: {result.stderr[-1500:]}"
     return None
@@ -70,12 +74,15 @@ class SingleNodeSlurm:
         # core keep the test short (config_overrides lets slurmd accept more CPUs than it finds).
         self.cpus = 2 * (os.cpu_count() or 1)
         self.munge_socket = root / "munge" / "munge.socket"
+        self.job_completion_log = root / "log" / "jobcomp.txt"
         self.started: list[str] = []
 
     def config_text(self) -> str:
         root, host = self.root, self.host
         # Leave the system some memory; jobs ask for what their rules declare.
         real_memory = max(2000, memory_mb() - 2000)
+        # MinJobAge: Snakemake's squeue status checks need a finished job to stay known until they see it end,
+        # and a day outlasts a run on any machine, however loaded. MessageTimeout: a busy host answers late.
         return f"""{MARKER} (removed when the test ends)
 ClusterName=lesionseg-test
 SlurmctldHost={host}
@@ -97,9 +104,11 @@ TaskPlugin=task/none
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 AccountingStorageType=accounting_storage/none
-JobCompType=jobcomp/none
+JobCompType=jobcomp/filetxt
+JobCompLoc={self.job_completion_log}
 MpiDefault=none
-MinJobAge=600
+MinJobAge=86400
+MessageTimeout=60
 ReturnToService=2
 SchedulerParameters=sched_interval=1
 SlurmdParameters=config_overrides
@@ -128,7 +137,7 @@ PartitionName={PARTITION} Nodes={host} Default=YES MaxTime=INFINITE State=UP
             self.started.append(daemon)
         self.wait_until_idle()
 
-    def wait_until_idle(self, timeout_s: float = 90) -> None:
+    def wait_until_idle(self, timeout_s: float = 300) -> None:
         deadline = time.monotonic() + timeout_s
         state = ""
         while time.monotonic() < deadline:
@@ -139,11 +148,23 @@ PartitionName={PARTITION} Nodes={host} Default=YES MaxTime=INFINITE State=UP
             time.sleep(1)
         raise RuntimeError(f"the SLURM node did not become idle (state {state!r}); logs in {self.root / 'log'}")
 
-    def job_ids(self) -> list[str]:
-        """Ids of every job the controller knows (MinJobAge keeps finished jobs for 10 minutes)."""
-        result = subprocess.run(["squeue", "-h", "-t", "all", "-o", "%i"], capture_output=True, text=True,
-                                timeout=30, check=True)
-        return result.stdout.split()
+    def finished_jobs(self) -> dict[str, dict[str, str]]:
+        """Every job that has ended, by id: its job completion record (JobState, Partition, Name, ExitCode, ...)."""
+        if not self.job_completion_log.exists():
+            return {}
+        records = [completion_record(line) for line in self.job_completion_log.read_text().splitlines()]
+        return {record["JobId"]: record for record in records}
+
+    def finished_jobs_once_recorded(self, job_ids: Collection[str],
+                                    timeout_s: float = 120) -> dict[str, dict[str, str]]:
+        """finished_jobs() as soon as it holds all of ``job_ids``, or as it is after ``timeout_s``.
+
+        The controller writes a record as it ends a job, which may be just after a client saw the job end.
+        """
+        deadline = time.monotonic() + timeout_s
+        while not set(job_ids) <= self.finished_jobs().keys() and time.monotonic() < deadline:
+            time.sleep(1)
+        return self.finished_jobs()
 
     def stop(self) -> None:
         if "slurmctld" in self.started:
@@ -157,6 +178,11 @@ PartitionName={PARTITION} Nodes={host} Default=YES MaxTime=INFINITE State=UP
         if SLURM_CONF.exists() and MARKER in SLURM_CONF.read_text():
             SLURM_CONF.unlink()
         self.started.clear()
+
+
+def completion_record(line: str) -> dict[str, str]:
+    """The fields of one jobcomp/filetxt line ("JobId=7 UserId=root(0) ... JobState=COMPLETED ...")."""
+    return dict(re.findall(r"(\w+)=(\S*)", line))
 
 
 def stop_pid_file(pid_file: Path, timeout_s: float = 30) -> None:

@@ -11,6 +11,8 @@ import os
 import re
 import subprocess
 import sys
+from collections import Counter
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +26,16 @@ from slurm_cluster import PARTITION, SingleNodeSlurm, install_packages
 
 pytestmark = [pytest.mark.integration, pytest.mark.slurm]
 NETWORK_RULES = ["train_model", "infer", "tune_crf", "crf"]
+# Jobs that must be cluster jobs, by kind (submitted_jobs): the networks', each subject's preprocessing, others.
+CLUSTER_JOBS = {*(f"rule_{rule}" for rule in NETWORK_RULES), "group_preprocess", "rule_manifest", "rule_export_results"}
+# Seconds of work each: the workflow runs them on the login node, not as cluster jobs.
+LIGHT_RULES = {"preprocess_label", "sample_subject", "evaluate", "overlay", "summarise_dataset"}
+# Only a guard against a hung run: minutes on a quiet machine, many times that on a loaded one.
+RUN_TIMEOUT_S = 3 * 3600
+# Snakemake's line for each cluster job; the log's folder is rule_<name> or group_<id>_<its rules>.
+SUBMISSION = re.compile(r"submitted with SLURM jobid (\d+) \(log: \S*/slurm_logs/([^/]+)/")
+LOCAL_JOB = re.compile(r"^\s*local(?:rule|checkpoint) (\w+):$", re.MULTILINE)
+FINISHED_JOB = re.compile(r"^\s*Finished jobid: \d+ \(Rule: (\w+)\)$", re.MULTILINE)
 
 
 def unavailable(reason: str) -> None:
@@ -59,7 +71,7 @@ def site_profile(folder: Path) -> Path:
     for rule in NETWORK_RULES:
         profile["set-resources"][rule].update(slurm_partition=PARTITION, gpu=0)
         profile["set-threads"][rule] = 2
-    profile.update({"slurm-status-command": "squeue", "jobs": 8, "latency-wait": 10,
+    profile.update({"slurm-status-command": "squeue", "jobs": 8,
                     "slurm-init-seconds-before-status-checks": 3, "seconds-between-status-checks": 2})
     folder.mkdir(parents=True)
     (folder / "config.yaml").write_text(yaml.safe_dump(profile))
@@ -71,8 +83,50 @@ def snakemake_on_slurm(workdir: Path, profile: Path, *args: str) -> subprocess.C
     return subprocess.run(
         [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--profile", str(profile), *args,
          "--directory", str(workdir), "--configfile", str(workdir / "config.yaml")],
-        capture_output=True, text=True, timeout=1500,
+        capture_output=True, text=True, timeout=RUN_TIMEOUT_S,
     )
+
+
+def submitted_jobs(output: str, group_ids: Collection[str]) -> dict[str, str]:
+    """SLURM job id -> what the job ran, rule_<name> or group_<id>, from Snakemake's submission lines."""
+    return {job_id: job_kind(folder, group_ids) for job_id, folder in SUBMISSION.findall(output)}
+
+
+def job_kind(log_folder: str, group_ids: Collection[str]) -> str:
+    """rule_<name>, or group_<id> for a group job's folder (group_<id>_<its rules>)."""
+    for group_id in group_ids:
+        if log_folder.startswith(f"group_{group_id}_"):
+            return f"group_{group_id}"
+    return log_folder
+
+
+def local_jobs(output: str) -> Counter[str]:
+    """Jobs per rule that Snakemake ran itself rather than on the cluster (its 'localrule <name>:' lines)."""
+    return Counter(LOCAL_JOB.findall(output))
+
+
+def rule_jobs_finished(output: str) -> Counter[str]:
+    """Jobs per rule that a Snakemake run finished, from its output or log ('Finished jobid: N (Rule: <name>)').
+
+    Counted as they finish, since the job table printed first ends at the manifest checkpoint.
+    """
+    return Counter(FINISHED_JOB.findall(output))
+
+
+def first_run_log(workdir: Path) -> str:
+    """The log of the first Snakemake run in ``workdir`` (logs are named by their start time)."""
+    return sorted((workdir / ".snakemake/log").glob("*.snakemake.log"))[0].read_text()
+
+
+def expected_submissions(executed: Counter[str], ran_locally: Counter[str],
+                         groups: dict[str, str]) -> Counter[str]:
+    """The cluster jobs, by kind, for ``executed`` jobs: one per job of a rule not run locally, except that
+    grouped rules share one job per group instance (a subject's preprocessing group runs each of its rules once)."""
+    expected: Counter[str] = Counter()
+    for rule, count in executed.items():
+        if rule not in ran_locally:
+            expected[f"group_{groups[rule]}" if rule in groups else f"rule_{rule}"] = count
+    return expected
 
 
 def test_the_workflow_runs_on_slurm_and_gives_the_local_results(slurm_cluster, finished_run, tmp_path):
@@ -80,19 +134,31 @@ def test_the_workflow_runs_on_slurm_and_gives_the_local_results(slurm_cluster, f
     workdir.mkdir()
     (workdir / "config.yaml").write_text(cohort_config(finished_run / "data"))
     profile = site_profile(tmp_path / "site")
-    known_jobs = set(slurm_cluster.job_ids())
+    finished_before = slurm_cluster.finished_jobs()
     result = snakemake_on_slurm(workdir, profile)
     assert result.returncode == 0, result.stderr[-5000:]
 
-    # The heavy jobs went through SLURM (each with a job id the controller knows), the light ones did not.
-    submissions = re.findall(r"submitted with SLURM jobid (\d+) \(log: \S*/slurm_logs/([^/]+)/", result.stderr)
-    assert submissions, result.stderr[-3000:]
-    assert {job_id for job_id, _ in submissions} <= set(slurm_cluster.job_ids()) - known_jobs
-    folders = {folder for _, folder in submissions}
-    rules = {folder.removeprefix("rule_") for folder in folders if folder.startswith("rule_")}
-    assert {"manifest", "train_model", "infer", "tune_crf", "crf", "export_results"} <= rules, folders
-    assert any(folder.startswith("group_preprocess") for folder in folders), folders  # one job per subject
-    assert not rules & {"preprocess_label", "sample_subject", "evaluate", "overlay", "summarise_dataset"}, rules
+    # The SLURM run ran the local run's jobs: the light rules' on the login node, every other rule's as
+    # SLURM jobs, each once (a failed and retried job would show as one more), the heavy ones among them.
+    groups = yaml.safe_load((profile / "config.yaml").read_text())["groups"]
+    submitted = submitted_jobs(result.stderr, set(groups.values()))
+    ran_locally = local_jobs(result.stderr)
+    executed = rule_jobs_finished(first_run_log(finished_run))
+    assert rule_jobs_finished(result.stderr) == executed, rule_jobs_finished(result.stderr)
+    assert ran_locally == {rule: executed[rule] for rule in ran_locally}, ran_locally
+    assert Counter(submitted.values()) == expected_submissions(executed, ran_locally, groups), submitted
+    assert CLUSTER_JOBS <= set(submitted.values()), submitted
+    assert LIGHT_RULES <= ran_locally.keys(), ran_locally
+
+    # SLURM ran exactly those jobs, each to completion on the partition: its job completion log keeps every
+    # finished job, however long the run took (the controller forgets them after MinJobAge).
+    finished_after = slurm_cluster.finished_jobs_once_recorded(submitted.keys())
+    finished = {job_id: record for job_id, record in finished_after.items() if job_id not in finished_before}
+    assert finished.keys() == submitted.keys(), (sorted(finished), sorted(submitted))
+    outcomes = {(record["JobState"], record["ExitCode"], record["Partition"], record["WorkDir"])
+                for record in finished.values()}
+    assert outcomes == {("COMPLETED", "0:0", PARTITION, str(workdir))}, outcomes
+    assert len({record["Name"] for record in finished.values()}) == 1, finished  # one run's jobs: named by its id
 
     # ... and gave what the local run gave.
     tested = [s for s, split in COHORT_SPLIT.items() if split == "test"]
