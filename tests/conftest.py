@@ -73,7 +73,7 @@ def brats2021_root(tmp_path: Path) -> Path:
 SNAKEMAKE = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--cores", "2"]
 
 
-def run(workdir: Path, config: str, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+def run(workdir: Path, config: str, *args: str, timeout: float = 3600) -> subprocess.CompletedProcess:
     """Snakemake in ``workdir`` with ``config`` (written to workdir/config.yaml) and extra arguments."""
     (workdir / "config.yaml").write_text(config)
     return subprocess.run(
