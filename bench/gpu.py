@@ -67,9 +67,9 @@ def own_patch(model: torch.nn.Module, image: np.ndarray, voxel: tuple[int, int, 
     A 3D model's block is its grid cell (the low-resolution pathway is anchored
     on the grid); a 2D model's is the voxel, in its axial slice.
     """
-    from lesionseg.inference.dense import _context
+    from lesionseg.inference.dense import input_context
 
-    context = _context(model)
+    context = input_context(model)
     grid = getattr(model, "grid", 1) if model.dims == 3 else 1
     start = [v - v % grid for v in voxel] if model.dims == 3 else list(voxel)
     size = [grid] * 3 if model.dims == 3 else [1, 1, 1]
@@ -138,8 +138,8 @@ def check_crf(results: dict[str, bool], device: torch.device, shape: tuple[int, 
     synchronize(device)
     gpu_s = time.perf_counter() - started
     agreement = float((on_gpu.argmax(0) == on_cpu.argmax(0))[subject["mask"]].mean())
-    print(f"  CRF per {'x'.join(map(str, shape))} brain: {device} {gpu_s:.2f} s (peak GPU memory {peak_gb(device):.1f} GB), "
-          f"CPU ({torch.get_num_threads()} threads) {cpu_s:.1f} s")
+    print(f"  CRF per {'x'.join(map(str, shape))} brain: {device} {gpu_s:.2f} s "
+          f"(peak GPU memory {peak_gb(device):.1f} GB), CPU ({torch.get_num_threads()} threads) {cpu_s:.1f} s")
     results[f"CRF on {device} = on the CPU (labels agree on {100 * agreement:.4f}% >= {100 * CRF_AGREEMENT:g}%)"] = \
         agreement >= CRF_AGREEMENT
 

@@ -75,7 +75,7 @@ def _margins(model: nn.Module) -> tuple[int, int]:
     return before, total - before
 
 
-def _context(model: nn.Module) -> tuple[tuple[int, int], ...]:
+def input_context(model: nn.Module) -> tuple[tuple[int, int], ...]:
     """Context (before, after) along x, y, z; 2D models see one axial slice, so none along z."""
     margins = _margins(model)
     return (margins, margins, margins if model.dims == 3 else (0, 0))
@@ -364,7 +364,8 @@ def _check_precision(precision: str, device: torch.device) -> None:
         raise ValueError(f"precision {precision!r}: use one of {', '.join(PRECISIONS)}")
     if precision == "float16" and device.type != "cuda":
         raise ValueError("float16 runs on CUDA only; on the CPU use bfloat16 or float32")
-    if precision == "bfloat16" and device.type == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
+    if (precision == "bfloat16" and device.type == "cuda"
+            and not torch.cuda.is_bf16_supported(including_emulation=False)):
         raise ValueError(f"bfloat16 is not supported by this GPU ({torch.cuda.get_device_name(device)}: it needs "
                          "compute capability 8.0 or newer); use float16 or float32")
 
@@ -410,7 +411,7 @@ def predict_volume(
     if image.shape[0] != model.in_channels:
         raise ValueError(f"the image has {image.shape[0]} channels, the model takes {model.in_channels}")
     plan = plan_tiles(model, brain_mask, image.shape[0], device, tile_output, batch_size, memory_budget_mb)
-    context = _context(model)
+    context = input_context(model)
     cuda = device.type == "cuda"
     side_stream = torch.cuda.Stream(device) if cuda else None
     probabilities = np.zeros((model.n_classes, *brain_mask.shape), dtype=np.float32)
