@@ -49,13 +49,14 @@ def float32_mb(path: str | os.PathLike) -> float:
     return 4 * math.prod(shape) / 2**20
 
 
-def training_mem_mb(input_mb: float, n_train: int, subjects_per_epoch: int) -> int:
-    """Memory of a training job: the subjects one epoch holds in memory, decompressed, plus the network.
+def training_mem_mb(input_mb: float, n_train: int, subjects_per_epoch: int, validation_budget_mb: float) -> int:
+    """Memory of a training job: the subjects one epoch holds in memory, decompressed, the network, and one batch
+    of the validation's dense inference (``validation_budget_mb``, ``inference: memory_budget_mb``).
 
     ``input_mb`` is the compressed size of all the job's inputs (every training and validation subject).
     """
     held = min(1.0, subjects_per_epoch / max(1, n_train))
-    return int(TRAINING_BASE_MB + DECOMPRESSION * input_mb * held)
+    return int(TRAINING_BASE_MB + DECOMPRESSION * input_mb * held + validation_budget_mb)
 
 
 def inference_mem_mb(image_mb: float, n_channels: int, n_classes: int, n_networks: int,

@@ -182,7 +182,8 @@ def image_runtime(base, per_mb):
 
 def training_mem_mb(wildcards, input):
     settings = MODELS[model_name(wildcards.model)].training
-    return estimates.training_mem_mb(input.size_mb, len(input.train_images), settings["subjects_per_epoch"])
+    return estimates.training_mem_mb(input.size_mb, len(input.train_images), settings["subjects_per_epoch"],
+                                     config["inference"]["memory_budget_mb"])
 
 
 def inference_mem_mb(wildcards, input):

@@ -37,4 +37,4 @@ job = TrainingJob(
     preprocessing=dict(params.preprocessing),
 )
 train(job, snakemake.output.model, snakemake.output.history, snakemake.output.curve, params.checkpoint,
-      threads=snakemake.threads)
+      threads=snakemake.threads, validation_budget_mb=snakemake.config["inference"]["memory_budget_mb"])

@@ -174,11 +174,15 @@ def test_training_estimates_grow_with_the_work():
         resources.training_runtime_minutes({**ESTIMATED_TRAINING, "phase2": {"epochs": 1}}, 2, n_val=10)
     assert resources.training_runtime_minutes(ESTIMATED_TRAINING, 1, n_val=20) > resources.training_runtime_minutes(
         ESTIMATED_TRAINING, 1, n_val=0)
-    # Memory: the subjects one epoch holds, not the whole training set.
-    small = resources.training_mem_mb(input_mb=100, n_train=10, subjects_per_epoch=50)
-    assert resources.training_mem_mb(input_mb=1000, n_train=100, subjects_per_epoch=50) > small
-    assert resources.training_mem_mb(input_mb=1000, n_train=100, subjects_per_epoch=10) < \
-        resources.training_mem_mb(input_mb=1000, n_train=100, subjects_per_epoch=50)
+    # Memory: the subjects one epoch holds, not the whole training set, and the validation's inference batch.
+    def estimate(input_mb, n_train, subjects_per_epoch, validation_budget_mb=2048):
+        return resources.training_mem_mb(input_mb, n_train, subjects_per_epoch, validation_budget_mb)
+
+    small = estimate(input_mb=100, n_train=10, subjects_per_epoch=50)
+    assert estimate(input_mb=1000, n_train=100, subjects_per_epoch=50) > small
+    assert estimate(input_mb=1000, n_train=100, subjects_per_epoch=10) < estimate(input_mb=1000, n_train=100,
+                                                                                 subjects_per_epoch=50)
+    assert estimate(100, 10, 50, validation_budget_mb=4096) == small + 2048
 
 
 # --- Learning curves: every phase on one epoch axis ------------------------------------------------------------

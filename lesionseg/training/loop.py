@@ -128,14 +128,16 @@ def _initial_model(job: TrainingJob, device: torch.device) -> nn.Module:
 
 
 def validate(model: nn.Module, subjects: Sequence[SubjectFiles], scheme: LabelScheme, device: torch.device,
-             tile: int) -> dict[str, float]:
-    """Mean Dice per region over whole validation subjects, by dense inference."""
+             tile: int | str, memory_budget_mb: float | None = None) -> dict[str, float]:
+    """Mean Dice per region over whole validation subjects, by dense inference in tiles of ``tile`` outputs per
+    side (``"auto"``: the largest that fits ``memory_budget_mb`` on the CPU, the GPU's memory on CUDA)."""
     scores: dict[str, list[float]] = {region: [] for region in scheme.regions}
     for subject in subjects:
         image = read_image(subject.image).data
         image = np.moveaxis(image if image.ndim == 4 else image[..., None], -1, 0)
         mask = read_image(subject.mask, dtype=None).data > 0
-        probabilities = predict_volume(model, image, mask, device, tile_output=tile)
+        probabilities = predict_volume(model, image, mask, device, tile_output=None if tile == "auto" else int(tile),
+                                       memory_budget_mb=memory_budget_mb)
         prediction = scheme.to_raw(probabilities.argmax(axis=0))
         for region, value in region_dice(prediction, read_image(subject.label, dtype=None).data, scheme).items():
             scores[region].append(value)
@@ -150,7 +152,7 @@ def _sample_centres(subject: SubjectFiles, set_name: str) -> np.ndarray:
     return sets[set_name].centres
 
 
-def _training_step(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+def training_step(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
                    trainable: Sequence[nn.Parameter], inputs: torch.Tensor, targets: torch.Tensor,
                    settings: dict[str, Any]) -> torch.Tensor:
     """One optimiser step on a batch (mixed precision when the scaler is enabled); the batch's loss, detached."""
@@ -172,10 +174,12 @@ def _training_step(model: nn.Module, optimizer: torch.optim.Optimizer, scaler: t
 
 
 def train(job: TrainingJob, model_path: str, history_path: str, curve_path: str, checkpoint_path: str,
-          threads: int = 1, device: torch.device | None = None) -> dict[str, Any]:
+          threads: int = 1, device: torch.device | None = None,
+          validation_budget_mb: float | None = None) -> dict[str, Any]:
     """Train ``job``; write the best model, the per-epoch history (CSV) and the phase's learning curve (PNG).
 
-    The model file holds the epoch of the best :func:`~lesionseg.training.curves.selection_score`."""
+    The model file holds the epoch of the best :func:`~lesionseg.training.curves.selection_score`. Validation is
+    dense inference, its batches within ``validation_budget_mb`` on the CPU (``inference: memory_budget_mb``)."""
     device = device or default_device()
     torch.set_num_threads(max(1, threads))
     settings = job.settings
@@ -242,12 +246,13 @@ def train(job: TrainingJob, model_path: str, history_path: str, curve_path: str,
         with PrefetchedBatches(make_batch, settings["batches_per_epoch"], pin=device.type == "cuda") as batches:
             for x, y in tqdm(batches, total=settings["batches_per_epoch"], unit="batch", mininterval=5,
                              desc=f"{job.model_name} phase {job.phase} epoch {epoch + 1}"):
-                loss = _training_step(model, optimizer, scaler, trainable, x.to(device, non_blocking=True),
+                loss = training_step(model, optimizer, scaler, trainable, x.to(device, non_blocking=True),
                                       y.to(device, non_blocking=True), settings)
                 loss_sum += loss
         training_s = time.perf_counter() - training_started
         validation_started = time.perf_counter()
-        scores = validate(model, job.val, job.scheme, device, settings["validation_tile"]) if job.val else {}
+        scores = validate(model, job.val, job.scheme, device, settings["validation_tile"],
+                          validation_budget_mb) if job.val else {}
         validation_s = time.perf_counter() - validation_started
         log.info("epoch %d time: %.1f s loading subjects, %.1f s training (%.1f s of it waiting for segments), "
                  "%.1f s validating", epoch + 1, training_started - started, training_s, batches.waited_s,

@@ -42,7 +42,7 @@ TRAINING_DEFAULTS: dict[str, dict[str, Any]] = {
         "l2": 1e-4,
         "augmentation": {"intensity_shift_std": 0.05, "intensity_scale_std": 0.01, "flip_probability": [0.5, 0.0, 0.0]},
         "phase2": {"epochs": 5, "lr": 1e-4},
-        "validation_tile": 29,
+        "validation_tile": "auto",
     },
     # Havaei et al. 2017: 33x33 patches (one output), SGD lr 0.005 decayed x0.1 per epoch,
     # momentum 0.5 ramped to 0.9, L1 + L2, equiprobable then natural sampling.
@@ -60,10 +60,14 @@ TRAINING_DEFAULTS: dict[str, dict[str, Any]] = {
         "l2": 1e-4,
         "augmentation": {"intensity_shift_std": 0.0, "intensity_scale_std": 0.0, "flip_probability": [0.0, 0.0, 0.0]},
         "phase2": {"epochs": 3, "lr": 5e-4},
-        "validation_tile": 29,
+        "validation_tile": "auto",
     },
 }
 
+
+# validation_tile: the output side of the tiles the per-epoch validation is inferred in, or "auto" for the largest
+# that fits the dense inference's default memory budget (dense = patch-wise: the side changes only the speed; small
+# tiles spend most of their time on context, 29^3 outputs of 81^3 inputs in the paper's DeepMedic).
 
 # Settings of every family: the seed of the batches and weights, the phases trained, and whether CUDA must run
 # deterministic algorithms (exact resume and repeatable runs on a GPU, at some speed; the CPU is deterministic).
