@@ -8,13 +8,15 @@ CORES ?= all
 
 .PHONY: demo test lint check bench bench-gpu clean-demo
 
+# --no-compile: Python compiles the modules a run imports when it first imports them, instead of pip compiling
+# every module of every package (half the install time; torch alone has thousands).
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements.lock
+	$(BIN)/python -m pip install --disable-pip-version-check -q --no-compile -r requirements.lock
 # panoptica (the tests' cross-check of the lesion-wise metrics) pins numpy<2.3, the lock has numpy 2.3.5
 # (antspyx needs <2.4): installed without its pins; the runtime dependencies it needs are in the lock.
-	$(BIN)/python -m pip install --disable-pip-version-check -q --no-deps panoptica==2.1.7
-	$(BIN)/python -m pip install --disable-pip-version-check -q --no-deps -e .
+	$(BIN)/python -m pip install --disable-pip-version-check -q --no-compile --no-deps panoptica==2.1.7
+	$(BIN)/python -m pip install --disable-pip-version-check -q --no-compile --no-deps -e .
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -31,6 +33,7 @@ lint: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/preprocessing.py
 	$(BIN)/python bench/inference.py
+	$(BIN)/python bench/training.py
 	$(BIN)/python bench/crf.py
 
 # The CUDA paths checked and timed (a few minutes on one GPU); says so and exits 0 without CUDA.
