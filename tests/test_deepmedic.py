@@ -93,3 +93,53 @@ def test_cascade_freezes_the_first_network():
     assert not torch.equal(second_before, cascade.second.classifier.weight)
     with pytest.raises(ValueError, match="input channels"):
         CascadedDeepMedic(first, DeepMedic(2, 3))
+
+
+def trained_looking(model):
+    """``model`` in eval mode with batch-norm statistics, scales and PReLU slopes away from their initial values
+    (so that folding them is tested, not skipped over identities)."""
+    generator = torch.Generator().manual_seed(2)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm3d):
+            for tensor, low, high in ((module.running_mean, -1, 1), (module.running_var, 0.5, 2),
+                                      (module.weight.data, 0.5, 1.5), (module.bias.data, -0.5, 0.5)):
+                tensor.copy_(torch.empty(tensor.shape).uniform_(low, high, generator=generator))
+        if isinstance(module, torch.nn.PReLU):
+            module.weight.data.copy_(torch.empty(module.weight.shape).uniform_(-0.5, 0.8, generator=generator))
+    return model.eval()
+
+
+@pytest.mark.parametrize("name", ["deepmedic", "deepmedic-residual", "cascaded-deepmedic"])
+def test_inference_copy_equals_the_network_in_eval_mode(name):
+    from lesionseg.inference.deepmedic_inference import inference_network
+    from lesionseg.models import build_model
+
+    small = {"maps": [6, 6, 8, 8, 8, 8, 10, 10], "fc_maps": [12, 12]}
+    model = trained_looking(build_model(name, 4, 5, small))
+    state = {key: value.clone() for key, value in model.state_dict().items()}
+    copy = inference_network(model)
+    assert copy.margin == model.margin and copy.grid == model.grid and copy.n_classes == model.n_classes
+    # On the grid (as dense tiles), off it, and not cubic.
+    for output in [(model.grid,) * 3, (7, 5, 4)]:
+        x = torch.randn(2, 4, *(model.input_size(o) for o in output))
+        with torch.no_grad():
+            expected, got = model(x), copy(x)
+        assert got.shape == expected.shape
+        assert (got - expected).abs().max().item() <= 1e-5 * max(1.0, expected.abs().max().item())
+    # The trained module is left as it was: same keys, same values.
+    after = model.state_dict()
+    assert after.keys() == state.keys() and all(torch.equal(after[k], v) for k, v in state.items())
+
+
+def test_inference_copy_keeps_residual_sums_and_skips_unfolded():
+    from lesionseg.inference.deepmedic_inference import inference_network
+
+    model = trained_looking(DeepMedic(3, 2, maps=(4, 4, 6, 6, 6, 6, 8, 8), fc_maps=(8, 8),
+                                      residual_layers=(2, 4, 6, 8)))
+    copy = inference_network(model)
+    # Residual sums (2, 4, 6, 8) and skip sources (0 = the image, 2, 4, 6) keep their batch norm apart.
+    assert [layer.scale is not None for layer in copy.normal.layers] == [False, True, False, True, False, True,
+                                                                          False, True]
+    x = torch.randn(1, 3, *(model.input_size(3),) * 3)
+    with torch.no_grad():
+        assert torch.allclose(copy(x), model(x), atol=1e-5)

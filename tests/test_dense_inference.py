@@ -74,10 +74,11 @@ def test_outside_the_brain_is_background_and_empty_tiles_are_skipped():
     forward = model.forward
     model.forward = lambda x: calls.append(x.shape[0]) or forward(x)
     assert len(plan_tiles(model, mask, 1, CPU, tile_output=9).regions) == 2  # of the box's 3^3 tiles
-    dense = predict_volume(model, image, mask, CPU, tile_output=9, batch_size=8)
+    # The module as it is, whose forward passes are counted (not its inference-time copy).
+    dense = predict_volume(model, image, mask, CPU, tile_output=9, batch_size=8, inference_copy=False)
     assert calls == [2]
     assert np.all(dense[0, ~mask] == 1) and np.all(dense[1, ~mask] == 0)
-    empty = predict_volume(model, image, np.zeros_like(mask), CPU, tile_output=9)
+    empty = predict_volume(model, image, np.zeros_like(mask), CPU, tile_output=9, inference_copy=False)
     assert calls == [2] and np.all(empty[0] == 1)
 
 

@@ -41,6 +41,7 @@ from torch.utils._pytree import tree_leaves
 from tqdm import tqdm
 
 from lesionseg.devices import gpu_memory_share
+from lesionseg.inference.deepmedic_inference import inference_network
 from lesionseg.masks import bounding_box
 
 log = logging.getLogger(__name__)
@@ -233,7 +234,10 @@ def plan_tiles(
 
     3D boxes have at most ``tile_output`` (rounded down to the grid; None: chosen
     by :func:`choose_tile_output`) voxels per side, shrunk per axis to cover the
-    brain's box with as few tiles.
+    brain's box with as few tiles. Chosen 3D tiles on the CPU come one per
+    forward pass, whatever ``batch_size``: there a batch of tiles runs no faster
+    than one tile of their volume, and the larger tile computes less context per
+    output voxel.
     """
     box_slices = bounding_box(brain_mask)
     if box_slices is None:
@@ -251,6 +255,8 @@ def plan_tiles(
     starts = [first - first % grid for first, _ in box]
     extent = [last - start for start, (_, last) in zip(starts, box, strict=True)]
     if tile_output is None:
+        if device.type == "cpu":
+            batch_size = 1
         tile = choose_tile_output(model, n_channels, device, memory_budget_mb, batch_size=batch_size, shape=extent)
     else:
         tile = tile_side(tile_output, grid)
@@ -394,6 +400,7 @@ def predict_volume(
     precision: str = "float32",
     memory_budget_mb: float | None = None,
     progress: bool = False,
+    inference_copy: bool = True,
 ) -> np.ndarray:
     """Class probabilities ``(n_classes, x, y, z)`` float32 for ``image`` ``(c, x, y, z)``.
 
@@ -402,12 +409,16 @@ def predict_volume(
     ``memory_budget_mb`` on the CPU). ``batch_size``: tiles (3D) or slices (2D)
     per forward pass. ``precision``: autocast float16 (CUDA) or bfloat16.
     ``progress``: a progress bar over batches on stderr. The model is moved to
-    ``device`` and put in eval mode. Outside ``brain_mask`` the probabilities are
-    those of class 0 (background) = 1.
+    ``device`` and put in eval mode; DeepMedics run as their inference-time copy
+    (:func:`~lesionseg.inference.deepmedic_inference.inference_network`: same
+    outputs, faster), or as they are with ``inference_copy=False``. Outside
+    ``brain_mask`` the probabilities are those of class 0 (background) = 1.
     """
     device = device or default_device()
     _check_precision(precision, device)
     model = model.to(device).eval()
+    if inference_copy:
+        model = inference_network(model)
     if image.shape[0] != model.in_channels:
         raise ValueError(f"the image has {image.shape[0]} channels, the model takes {model.in_channels}")
     plan = plan_tiles(model, brain_mask, image.shape[0], device, tile_output, batch_size, memory_budget_mb)
