@@ -133,11 +133,13 @@ class InferencePathway(nn.Module):
                                              slope, None))
         self.layers = nn.ModuleList(layers)
 
-    def forward(self, x: torch.Tensor, image_channels: int) -> torch.Tensor:
-        """``x``: the pathway's input, channel-padded (:func:`to_padded_channels_last`), ``image_channels`` real."""
-        raw = {0: x[:, :image_channels]}
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        """The features of ``image`` ``(B, C, X, Y, Z)``, the pathway's input region."""
+        raw = {0: image}
+        x = to_padded_channels_last(image)
         for number, layer in enumerate(self.layers, start=1):
             y = layer.convolve(x)
+            del x  # each step holds two activations at most: its input and its output
             if number in self.residual_layers:
                 skip = center_crop(raw.pop(number - 2), y.shape[2:])
                 shared = min(skip.shape[1], y.shape[1])  # extra maps of either side get zeros, as DeepMedic
@@ -145,6 +147,7 @@ class InferencePathway(nn.Module):
             if number in self.skip_sources:
                 raw[number] = y
             x = layer.activate(y)
+            del y
         return x
 
 
@@ -199,18 +202,15 @@ class InferenceDeepMedic(nn.Module):
         out_shape = [self.output_size(s) for s in x.shape[2:]]
         if min(out_shape) < 1:
             raise ValueError(f"input {tuple(x.shape[2:])} is not larger than twice the margin {self.margin}")
-        image_channels = x.shape[1]
-        x = to_padded_channels_last(x)
-        m, shrink = self.margin, self.normal.shrink // 2
-        normal = self.normal(x[(slice(None), slice(None), *(slice(m - shrink, m + o + shrink) for o in out_shape))],
-                             image_channels)
+        m = self.margin
         coarse = []
         for index, (pathway, f) in enumerate(zip(self.low_res, self.subsample_factors, strict=True)):
             context = f * (pathway.shrink // 2)
             region = tuple(slice(m - context, m + f * math.ceil(o / f) + context) for o in out_shape)
-            features = pathway(F.avg_pool3d(x[(slice(None), slice(None), *region)], kernel_size=f, stride=f),
-                               image_channels)
+            features = pathway(F.avg_pool3d(x[(slice(None), slice(None), *region)], kernel_size=f, stride=f))
             coarse.append(F.linear(features.permute(0, 2, 3, 4, 1), getattr(self, f"first_low_res_{index}")))
+        shrink = self.normal.shrink // 2
+        normal = self.normal(x[(slice(None), slice(None), *(slice(m - shrink, m + o + shrink) for o in out_shape))])
         return self._head(normal, coarse)[(slice(None), slice(None), *(slice(0, o) for o in out_shape))]
 
     def _head(self, normal: torch.Tensor, coarse: Sequence[torch.Tensor]) -> torch.Tensor:

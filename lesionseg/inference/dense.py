@@ -195,6 +195,36 @@ def choose_tile_output(
     return low * grid
 
 
+def _least_context_size(model: nn.Module, n_channels: int, device: torch.device, memory_budget_mb: float | None,
+                        batch_size: int, extent: Sequence[int]) -> tuple[int, int, int]:
+    """The 3D tile box covering ``extent`` whose tiles' inputs hold the fewest voxels, among those whose batch
+    fits the memory budget.
+
+    A box is given by its number of tiles per axis (each side the smallest grid
+    multiple that covers the axis with as many). Each tile recomputes its
+    context, so fewer tiles, and splits across the longer axes, cost less: a box
+    of 141 x 171 x 66 (2 tiles) for a brain's box, where the cubes of
+    :func:`choose_tile_output` give 4. Those cubes' box is the fallback: only
+    boxes of at most as many tiles are tried.
+    """
+    grid = getattr(model, "grid", 1)
+    cube = _balanced_size(choose_tile_output(model, n_channels, device, memory_budget_mb, batch_size=batch_size,
+                                             shape=extent), extent, grid)
+    budget = memory_budget(device, memory_budget_mb)
+
+    def tiles(size: Sequence[int]) -> int:
+        return math.prod(math.ceil(n / side) for n, side in zip(extent, size, strict=True))
+
+    most = tiles(cube)
+    counts = itertools.product(*(range(1, min(most, math.ceil(n / grid)) + 1) for n in extent))
+    sizes = {tuple(math.ceil(math.ceil(n / c) / grid) * grid for n, c in zip(extent, count, strict=True))
+             for count in counts if math.prod(count) <= most}
+    for size in sorted(sizes, key=lambda size: tiles(size) * math.prod(model.input_size(s) for s in size)):
+        if size == cube or estimate_memory(model, n_channels, size, batch_size) <= budget:
+            return size
+    raise AssertionError("unreachable: the cubes' box is among the sizes")
+
+
 def _balanced_size(tile: int, extent: Sequence[int], grid: int) -> tuple[int, int, int]:
     """Per axis, the smallest grid multiple that covers ``extent`` with as few ``tile``-sided tiles.
 
@@ -257,10 +287,9 @@ def plan_tiles(
     if tile_output is None:
         if device.type == "cpu":
             batch_size = 1
-        tile = choose_tile_output(model, n_channels, device, memory_budget_mb, batch_size=batch_size, shape=extent)
+        size = _least_context_size(model, n_channels, device, memory_budget_mb, batch_size, extent)
     else:
-        tile = tile_side(tile_output, grid)
-    size = _balanced_size(tile, extent, grid)
+        size = _balanced_size(tile_side(tile_output, grid), extent, grid)
     axes = [range(start, last, side) for start, (_, last), side in zip(starts, box, size, strict=True)]
     regions = [tuple(slice(c, min(c + side, n)) for c, side, n in zip(corner, size, brain_mask.shape, strict=True))
                for corner in itertools.product(*axes)]
