@@ -163,3 +163,16 @@ def test_progress_bar_on_stderr(capsys):
     predict_volume(model, image, mask, CPU, tile_output=9, batch_size=1, progress=True)
     captured = capsys.readouterr()
     assert "2/2" in captured.err and captured.out == ""
+
+
+def test_chosen_tiles_are_the_fewest_that_fit_split_across_the_longest_axis():
+    model = small_deepmedic()
+    mask = np.zeros((60, 30, 30), dtype=bool)
+    mask[:54, :27, :27] = True
+    whole, half = (estimate_memory(model, 2, size) for size in ((54, 27, 27), (27, 27, 27)))
+    between = (whole + half) / 2 / 2**20
+    assert plan_tiles(model, mask, 2, CPU, memory_budget_mb=2 * whole / 2**20).size == (54, 27, 27)
+    plan = plan_tiles(model, mask, 2, CPU, memory_budget_mb=between)
+    assert plan.size == (27, 27, 27) and len(plan.regions) == 2 and plan.batch_size == 1
+    # The same tiles however many the batch would hold: on the CPU chosen tiles come one per forward pass.
+    assert plan_tiles(model, mask, 2, CPU, batch_size=4, memory_budget_mb=between) == plan

@@ -54,6 +54,8 @@ CUDA_USABLE_FRACTION = 0.85
 # Activations counted on meta tensors leave out convolution workspaces and layout copies; the paper DeepMedic's
 # measured peak RSS on the CPU (oneDNN) was 1.4x the count.
 WORKSPACE_FACTOR = 1.5
+# Most tiles of the boxes planned by their context (more: the budget's cubes).
+MOST_TILES_PLANNED = 8
 # Largest tile side tried when no volume shape caps it (a 255^3 output is already beyond any brain MRI).
 MAX_TILE_OUTPUT = 255
 
@@ -197,32 +199,35 @@ def choose_tile_output(
 
 def _least_context_size(model: nn.Module, n_channels: int, device: torch.device, memory_budget_mb: float | None,
                         batch_size: int, extent: Sequence[int]) -> tuple[int, int, int]:
-    """The 3D tile box covering ``extent`` whose tiles' inputs hold the fewest voxels, among those whose batch
-    fits the memory budget.
+    """The 3D tile box covering ``extent`` whose tiles' inputs hold the fewest voxels, among those of at most
+    :data:`MOST_TILES_PLANNED` tiles whose batch fits the memory budget; else the budget's cubes'
+    (:func:`choose_tile_output`).
 
     A box is given by its number of tiles per axis (each side the smallest grid
     multiple that covers the axis with as many). Each tile recomputes its
     context, so fewer tiles, and splits across the longer axes, cost less: a box
-    of 141 x 171 x 66 (2 tiles) for a brain's box, where the cubes of
-    :func:`choose_tile_output` give 4. Those cubes' box is the fallback: only
-    boxes of at most as many tiles are tried.
+    of 144 x 87 x 132 (2 tiles) for a BraTS brain's box in 2 GB, where the cubes
+    give 4. Boxes are tried cheapest first; one that holds a box already too
+    large is not tried.
     """
     grid = getattr(model, "grid", 1)
-    cube = _balanced_size(choose_tile_output(model, n_channels, device, memory_budget_mb, batch_size=batch_size,
-                                             shape=extent), extent, grid)
     budget = memory_budget(device, memory_budget_mb)
 
     def tiles(size: Sequence[int]) -> int:
         return math.prod(math.ceil(n / side) for n, side in zip(extent, size, strict=True))
 
-    most = tiles(cube)
-    counts = itertools.product(*(range(1, min(most, math.ceil(n / grid)) + 1) for n in extent))
+    counts = itertools.product(*(range(1, min(MOST_TILES_PLANNED, math.ceil(n / grid)) + 1) for n in extent))
     sizes = {tuple(math.ceil(math.ceil(n / c) / grid) * grid for n, c in zip(extent, count, strict=True))
-             for count in counts if math.prod(count) <= most}
+             for count in counts if math.prod(count) <= MOST_TILES_PLANNED}
+    too_large: list[tuple[int, ...]] = []
     for size in sorted(sizes, key=lambda size: tiles(size) * math.prod(model.input_size(s) for s in size)):
-        if size == cube or estimate_memory(model, n_channels, size, batch_size) <= budget:
+        if any(all(s >= t for s, t in zip(size, large, strict=True)) for large in too_large):
+            continue
+        if estimate_memory(model, n_channels, size, batch_size) <= budget:
             return size
-    raise AssertionError("unreachable: the cubes' box is among the sizes")
+        too_large.append(size)
+    tile = choose_tile_output(model, n_channels, device, memory_budget_mb, batch_size=batch_size, shape=extent)
+    return _balanced_size(tile, extent, grid)
 
 
 def _balanced_size(tile: int, extent: Sequence[int], grid: int) -> tuple[int, int, int]:
