@@ -147,13 +147,12 @@ class _Kernel(ABC):
 
     As the classes' probabilities sum to one, only all classes but the last are
     filtered: the last one's is ``K(n) - sum of the others`` (``K(n)`` is
-    filtered along with the classes the first time).
+    filtered along with the classes the first time). Nothing here depends on
+    the weight ``w``, so one kernel serves any weight.
     """
 
-    def __init__(self, weight: float) -> None:
-        self.weight = weight
+    def __init__(self) -> None:
         self.norm: torch.Tensor | None = None
-        self.scale: torch.Tensor | None = None
         self.filtered_norm: torch.Tensor | None = None
         self._buffers: torch.Tensor | None = None  # input and output of the filter, flat
 
@@ -168,11 +167,10 @@ class _Kernel(ABC):
     def normalise(self, n_points: int, device: torch.device) -> None:
         ones = torch.ones((n_points, 1), dtype=torch.float32, device=device)
         self.norm = torch.rsqrt(self.filter(ones) + 1e-20)
-        self.scale = self.norm * self.weight
 
-    def add_message(self, energy: torch.Tensor, q: torch.Tensor) -> None:
+    def add_message(self, energy: torch.Tensor, q: torch.Tensor, weight: float) -> None:
         """``energy += w * n * K(n * Q)`` for ``Q`` (N, C) summing to one over the classes."""
-        assert self.norm is not None and self.scale is not None
+        assert self.norm is not None
         others = q.shape[1] - 1
         first = self.filtered_norm is None
         channels = others + 1 if first else others
@@ -186,16 +184,16 @@ class _Kernel(ABC):
         filtered = self.filter(values, out=self._buffers[size:2 * size].view(-1, channels))
         if first:
             self.filtered_norm = filtered[:, others:].clone()
-        energy[:, :others].addcmul_(filtered[:, :others], self.scale)
-        energy[:, others:].addcmul_(self.filtered_norm - filtered[:, :others].sum(dim=1, keepdim=True), self.scale)
+        energy[:, :others].addcmul_(filtered[:, :others], self.norm, value=weight)
+        energy[:, others:].addcmul_(self.filtered_norm - filtered[:, :others].sum(dim=1, keepdim=True), self.norm,
+                                    value=weight)
 
 
 class _LatticeKernel(_Kernel):
-    def __init__(self, weight: float, features: torch.Tensor, n_classes: int) -> None:
-        super().__init__(weight)
-        self.lattice = PermutohedralLattice(features)
-        self.lattice.reserve(n_classes)
-        self.normalise(features.shape[0], features.device)
+    def __init__(self, features: torch.Tensor, device: torch.device) -> None:
+        super().__init__()
+        self.lattice = PermutohedralLattice(features, device=device)
+        self.normalise(features.shape[0], device)
 
     def filter(self, values: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         return self.lattice.filter(values, out=out)
@@ -204,7 +202,7 @@ class _LatticeKernel(_Kernel):
         lattice = self.lattice
         stages = ", ".join(f"{stage} {seconds:.2f}" for stage, seconds in lattice.timings.items())
         return (f"lattice d={lattice.d}: {lattice.n_vertices} vertices, {lattice.n_isolated} points on isolated "
-                f"simplices (built in s: {stages})")
+                f"simplices (built in {lattice.build_seconds:.2f} s: {stages})")
 
 
 class _GridGaussianKernel(_Kernel):
@@ -214,9 +212,9 @@ class _GridGaussianKernel(_Kernel):
     matrix, which is faster on CPU than ``conv3d`` with long 1D kernels.
     """
 
-    def __init__(self, weight: float, sigma_voxels: Sequence[float], shape: tuple[int, ...],
-                 points: torch.Tensor | None, device: torch.device) -> None:
-        super().__init__(weight)
+    def __init__(self, sigma_voxels: Sequence[float], shape: tuple[int, ...], points: torch.Tensor | None,
+                 device: torch.device) -> None:
+        super().__init__()
         self.shape, self.points = shape, points
         self.bands = []
         for sigma, n in zip(sigma_voxels, shape, strict=True):
@@ -295,17 +293,129 @@ def _validate(probabilities: np.ndarray, images: np.ndarray, spacing: Sequence[f
     return spatial, spacing_t
 
 
-def _positions(shape: tuple[int, ...], scale: Sequence[float], points: torch.Tensor | None,
-               device: torch.device) -> torch.Tensor:
-    """(N, ndim) voxel index * scale of the grid's points (C order), float32."""
-    axes = [torch.arange(n, dtype=torch.float32, device=device) * float(s) for n, s in zip(shape, scale, strict=True)]
+def _positions(shape: tuple[int, ...], scale: Sequence[float], points: torch.Tensor | None) -> torch.Tensor:
+    """(N, ndim) voxel index * scale of the grid's points (C order), float32, on the CPU."""
+    axes = [torch.arange(n, dtype=torch.float32) * float(s) for n, s in zip(shape, scale, strict=True)]
     grid = torch.stack(torch.meshgrid(*axes, indexing="ij"), dim=-1).reshape(-1, len(shape))
     return grid if points is None else grid[points]
 
 
+def _sigmas(parameters: CRFParameters) -> tuple[Any, ...]:
+    """What the kernels depend on (the weights and iterations only weigh and repeat their messages)."""
+    return (parameters.smoothness_sigma_mm, parameters.appearance_sigma_mm, parameters.intensity_sigma,
+            parameters.intensity_range)
+
+
+class MeanFieldCRF:
+    """One subject's dense CRF for given sigmas: its unaries and kernels, built once, and mean-field inference
+    with any weights and number of iterations (:meth:`marginals`), as a parameter search needs.
+
+    Arguments as :func:`dense_crf`'s; ``parameters`` fixes the sigmas and the
+    intensity range (its weights and iterations are not used). A kernel is
+    built when a call first gives it a positive weight, then kept.
+    """
+
+    def __init__(self, probabilities: np.ndarray, images: np.ndarray, spacing: Sequence[float],
+                 parameters: CRFParameters = CRFParameters(), mask: np.ndarray | None = None,
+                 device: torch.device | str | None = None, *, exclude_outside_mask: bool = False,
+                 smoothness: Literal["lattice", "exact"] = "lattice") -> None:
+        self.spatial, self.spacing = _validate(probabilities, images, spacing, parameters, mask)
+        if smoothness not in ("lattice", "exact"):
+            raise ValueError(f"smoothness must be 'lattice' or 'exact', got {smoothness!r}")
+        self.device = torch.device("cpu") if device is None else torch.device(device)
+        self.sigmas, self.smoothness = _sigmas(parameters), smoothness
+        self.parameters = parameters
+        self.probabilities = np.asarray(probabilities, dtype=np.float32)
+        self.images = np.asarray(images)
+        self.box: tuple[slice, ...] | None = tuple(slice(0, n) for n in self.spatial)
+        self.points: torch.Tensor | None = None  # the box's voxels in the CRF, C order (None: all)
+        if mask is not None:
+            mask = np.asarray(mask, dtype=bool)
+            self.box = bounding_box(mask)
+            if self.box is not None and exclude_outside_mask and not mask[self.box].all():
+                self.points = torch.from_numpy(np.flatnonzero(mask[self.box].reshape(-1)))
+        self.kernels: dict[str, _Kernel] = {}
+        self.build_seconds = 0.0
+        if self.box is not None:
+            self.box_shape = tuple(s.stop - s.start for s in self.box)
+            self.log_p = self._box_values(self.probabilities).clamp_(min=MIN_PROBABILITY).log_().to(self.device)
+
+    def _box_values(self, array: np.ndarray) -> torch.Tensor:
+        """(N, channels) float32 of the CRF's points, on the CPU."""
+        assert self.box is not None
+        channels = torch.from_numpy(np.ascontiguousarray(array[(slice(None),) + self.box], dtype=np.float32))
+        channels = channels.reshape(array.shape[0], -1)
+        if self.points is not None:
+            channels = channels[:, self.points]
+        return channels.T.contiguous()
+
+    def _kernel(self, name: str) -> _Kernel:
+        if name not in self.kernels:
+            started = time.perf_counter()
+            parameters = self.parameters
+            if name == "smoothness":
+                scale = [s / sigma for s, sigma in zip(self.spacing, parameters.smoothness_sigma_mm, strict=True)]
+                if self.smoothness == "exact":
+                    points = None if self.points is None else self.points.to(self.device)
+                    self.kernels[name] = _GridGaussianKernel([1 / c for c in scale], self.box_shape, points,
+                                                             self.device)
+                else:
+                    self.kernels[name] = _LatticeKernel(_positions(self.box_shape, scale, self.points), self.device)
+            else:
+                scale = [s / sigma for s, sigma in zip(self.spacing, parameters.appearance_sigma_mm, strict=True)]
+                low, high = parameters.intensity_range
+                intensity = self._box_values(self.images)
+                intensity.clamp_(low, high).sub_(low).mul_(255.0 / (high - low))
+                intensity /= torch.tensor(parameters.intensity_sigmas(intensity.shape[1]), dtype=torch.float32)
+                features = torch.cat([_positions(self.box_shape, scale, self.points), intensity], dim=1)
+                del intensity
+                self.kernels[name] = _LatticeKernel(features, self.device)
+            self.build_seconds += time.perf_counter() - started
+        return self.kernels[name]
+
+    def marginals(self, parameters: CRFParameters) -> np.ndarray:
+        """CRF marginals (n_classes, *spatial) float32 with ``parameters``' weights and iterations; outside the
+        CRF's voxels the input probabilities."""
+        if not isinstance(parameters, CRFParameters):
+            raise ValueError(f"parameters must be CRFParameters, got {type(parameters).__name__}")
+        if _sigmas(parameters) != self.sigmas:
+            raise ValueError(f"these kernels were built for sigmas and intensity range {self.sigmas}, not "
+                             f"{_sigmas(parameters)}")
+        output = self.probabilities.copy()
+        if self.box is None:
+            log.info("dense CRF: empty mask, probabilities returned unchanged")
+            return output
+        started = time.perf_counter()
+        weighted = [(self._kernel(name), weight) for name, weight in
+                    (("smoothness", parameters.smoothness_weight), ("appearance", parameters.appearance_weight))
+                    if weight > 0]
+        built = time.perf_counter()
+        q = _softmax(self.log_p.clone())
+        energy = torch.empty_like(q)
+        for _ in range(parameters.iterations):
+            energy.copy_(self.log_p)
+            for kernel, weight in weighted:
+                kernel.add_message(energy, q, weight)
+            q, energy = _softmax(energy), q
+        marginals = q.T.cpu().numpy()
+        n_classes = output.shape[0]
+        region = output[(slice(None),) + self.box]
+        if self.points is None:
+            region[...] = marginals.reshape((n_classes,) + self.box_shape)
+        else:
+            flat = region.reshape(n_classes, -1)
+            flat[:, self.points.numpy()] = marginals
+            region[...] = flat.reshape(region.shape)
+        log.info("dense CRF: box %s of %s, %d points, %s; kernels built in %.2f s, %d iterations %.2f s",
+                 "x".join(map(str, self.box_shape)), "x".join(map(str, self.spatial)), self.log_p.shape[0],
+                 "; ".join(k.describe() for k, _ in weighted) or "no kernels", built - started,
+                 parameters.iterations, time.perf_counter() - built)
+        return output
+
+
 def dense_crf(probabilities: np.ndarray, images: np.ndarray, spacing: Sequence[float],
               parameters: CRFParameters = CRFParameters(), mask: np.ndarray | None = None,
-              device: torch.device | None = None, *, exclude_outside_mask: bool = False,
+              device: torch.device | str | None = None, *, exclude_outside_mask: bool = False,
               smoothness: Literal["lattice", "exact"] = "lattice") -> np.ndarray:
     """CRF marginals (n_classes, *spatial) float32 for probabilities (n_classes, *spatial) and images
     (n_modalities, *spatial); 2D or 3D.
@@ -314,83 +424,14 @@ def dense_crf(probabilities: np.ndarray, images: np.ndarray, spacing: Sequence[f
     (e.g. the brain), only its bounding box is processed and the output
     outside the box is the input probabilities; with ``exclude_outside_mask``
     the voxels of the box outside the mask are left out of the CRF too (they
-    keep their input probabilities and send no messages). An empty mask
-    returns the input. ``device``: where to compute (default CPU). The
-    smoothness kernel is filtered on the lattice (``"lattice"``, like the
-    reference implementation) or by exact separable convolution (``"exact"``).
+    keep their input probabilities and send no messages: faster, but on
+    bench/crf.py's subject 0.6% of the brain's labels then differ from
+    pydensecrf's). An empty
+    mask returns the input. ``device``: where to filter (default CPU; the
+    lattices are built on the CPU). The smoothness kernel is filtered on the
+    lattice (``"lattice"``, like the reference implementation) or by exact
+    separable convolution (``"exact"``).
     """
-    spatial, spacing_t = _validate(probabilities, images, spacing, parameters, mask)
-    if smoothness not in ("lattice", "exact"):
-        raise ValueError(f"smoothness must be 'lattice' or 'exact', got {smoothness!r}")
-    device = torch.device("cpu") if device is None else torch.device(device)
-    started = time.perf_counter()
-    output = np.array(probabilities, dtype=np.float32, copy=True)
-    if mask is not None:
-        mask = np.asarray(mask, dtype=bool)
-        box = bounding_box(mask)
-        if box is None:
-            log.info("dense CRF: empty mask, probabilities returned unchanged")
-            return output
-    else:
-        box = tuple(slice(0, n) for n in spatial)
-    box_shape = tuple(s.stop - s.start for s in box)
-    n_classes, n_modalities = output.shape[0], int(np.shape(images)[0])
-
-    points: torch.Tensor | None = None
-    if exclude_outside_mask and mask is not None and not mask[box].all():
-        points = torch.from_numpy(np.flatnonzero(mask[box].reshape(-1))).to(device)
-
-    def box_values(array: np.ndarray) -> torch.Tensor:
-        """(N, channels) float32 of the box's points."""
-        channels = torch.from_numpy(np.ascontiguousarray(array[(slice(None),) + box], dtype=np.float32))
-        channels = channels.to(device).reshape(array.shape[0], -1)
-        if points is not None:
-            channels = channels[:, points]
-        return channels.T.contiguous()
-
-    log_p = box_values(output).clamp_(min=MIN_PROBABILITY).log_()  # -U
-    n_points = log_p.shape[0]
-
-    def smoothness_kernel() -> _Kernel:
-        scale = [s / sigma for s, sigma in zip(spacing_t, parameters.smoothness_sigma_mm, strict=True)]
-        if smoothness == "exact":
-            return _GridGaussianKernel(parameters.smoothness_weight, [1 / c for c in scale], box_shape, points,
-                                       device)
-        return _LatticeKernel(parameters.smoothness_weight, _positions(box_shape, scale, points, device), n_classes)
-
-    def appearance_kernel() -> _Kernel:
-        scale = [s / sigma for s, sigma in zip(spacing_t, parameters.appearance_sigma_mm, strict=True)]
-        low, high = parameters.intensity_range
-        intensity = box_values(np.asarray(images))
-        intensity.clamp_(low, high).sub_(low).mul_(255.0 / (high - low))
-        intensity /= torch.tensor(parameters.intensity_sigmas(n_modalities), dtype=torch.float32, device=device)
-        features = torch.cat([_positions(box_shape, scale, points, device), intensity], dim=1)
-        del intensity
-        return _LatticeKernel(parameters.appearance_weight, features, n_classes)
-
-    builders = ([smoothness_kernel] if parameters.smoothness_weight > 0 else []) \
-        + ([appearance_kernel] if parameters.appearance_weight > 0 else [])
-    kernels = [build() for build in builders]
-    built = time.perf_counter()
-
-    q = _softmax(log_p.clone())
-    energy = torch.empty_like(q)
-    for _ in range(parameters.iterations):
-        energy.copy_(log_p)
-        for kernel in kernels:
-            kernel.add_message(energy, q)
-        q, energy = _softmax(energy), q
-    marginals = q.T.cpu().numpy()
-
-    region = output[(slice(None),) + box]
-    if points is None:
-        region[...] = marginals.reshape((n_classes,) + box_shape)
-    else:
-        flat = region.reshape(n_classes, -1)
-        flat[:, points.cpu().numpy()] = marginals
-        region[...] = flat.reshape(region.shape)
-    log.info("dense CRF: box %s of %s, %d points, %s; build %.2f s, %d iterations %.2f s",
-             "x".join(map(str, box_shape)), "x".join(map(str, spatial)), n_points,
-             "; ".join(k.describe() for k in kernels) or "no kernels", built - started, parameters.iterations,
-             time.perf_counter() - built)
-    return output
+    crf = MeanFieldCRF(probabilities, images, spacing, parameters, mask, device,
+                       exclude_outside_mask=exclude_outside_mask, smoothness=smoothness)
+    return crf.marginals(parameters)

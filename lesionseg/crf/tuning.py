@@ -3,7 +3,9 @@
 Trial 0 is the configured parameters, so the search never returns something
 worse on the validation subjects than what it started from. Weights and sigmas
 are drawn log-uniformly from :data:`SEARCH_RANGES`; positional sigmas are
-isotropic, intensity sigmas are drawn per modality.
+isotropic, intensity sigmas are drawn per modality. Only the sigmas shape the
+kernels (the lattices, the expensive part), so each draw of sigmas is tried
+with :data:`WEIGHT_DRAWS` draws of the weights on the same kernels.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from lesionseg.crf.meanfield import CRFParameters, dense_crf
+from lesionseg.crf.meanfield import CRFParameters, MeanFieldCRF
 from lesionseg.evaluation.metrics import region_dice
 from lesionseg.labels import LabelScheme
 
@@ -31,6 +33,8 @@ SEARCH_RANGES: dict[str, tuple[float, float]] = {
     "appearance_sigma_mm": (2.0, 20.0),
     "intensity_sigma": (1.0, 30.0),
 }
+# Trials per draw of the sigmas, each with its own draw of the weights (the kernels are built once per draw).
+WEIGHT_DRAWS = 4
 
 
 @dataclass(frozen=True)
@@ -49,57 +53,85 @@ def _log_uniform(rng: np.random.Generator, low: float, high: float, size: int | 
     return np.exp(rng.uniform(np.log(low), np.log(high), size))
 
 
-def sample_parameters(rng: np.random.Generator, base: CRFParameters, n_modalities: int) -> CRFParameters:
-    """A random draw: every searched parameter from its range, the others (iterations, range) from ``base``."""
+def _draw(rng: np.random.Generator, name: str) -> float:
+    return round(float(_log_uniform(rng, *SEARCH_RANGES[name])), 3)
+
+
+def sample_sigmas(rng: np.random.Generator, base: CRFParameters, n_modalities: int) -> CRFParameters:
+    """``base`` with every searched sigma drawn from its range."""
     dims = len(base.smoothness_sigma_mm)
-
-    def draw(name: str) -> float:
-        return round(float(_log_uniform(rng, *SEARCH_RANGES[name])), 3)
-
     return replace(
         base,
-        smoothness_weight=draw("smoothness_weight"),
-        smoothness_sigma_mm=(draw("smoothness_sigma_mm"),) * dims,
-        appearance_weight=draw("appearance_weight"),
-        appearance_sigma_mm=(draw("appearance_sigma_mm"),) * dims,
+        smoothness_sigma_mm=(_draw(rng, "smoothness_sigma_mm"),) * dims,
+        appearance_sigma_mm=(_draw(rng, "appearance_sigma_mm"),) * dims,
         intensity_sigma=tuple(round(float(s), 3)
                               for s in _log_uniform(rng, *SEARCH_RANGES["intensity_sigma"], n_modalities)),
     )
 
 
-def mean_dice(cases: Sequence[ValidationCase], scheme: LabelScheme, parameters: CRFParameters | None,
-              device: torch.device | str | None = None) -> float:
-    """Mean over cases and regions of the Dice of the CRF's segmentation (of the network's with ``None``), the CRF
-    computed on ``device`` (default: the CPU)."""
-    scores = []
+def sample_weights(rng: np.random.Generator, base: CRFParameters) -> CRFParameters:
+    """``base`` with both weights drawn from their ranges."""
+    return replace(base, smoothness_weight=_draw(rng, "smoothness_weight"),
+                   appearance_weight=_draw(rng, "appearance_weight"))
+
+
+def search_trials(rng: np.random.Generator, base: CRFParameters, trials: int, n_modalities: int,
+                  weight_draws: int = WEIGHT_DRAWS) -> list[list[CRFParameters]]:
+    """The ``trials`` parameter sets in trial order, grouped by their sigmas: ``[base]``, then draws of the sigmas
+    with ``weight_draws`` draws of the weights each (the last group may be short)."""
+    groups = [[base]] if trials > 0 else []
+    remaining = trials - 1
+    while remaining > 0:
+        sigmas = sample_sigmas(rng, base, n_modalities)
+        groups.append([sample_weights(rng, sigmas) for _ in range(min(weight_draws, remaining))])
+        remaining -= len(groups[-1])
+    return groups
+
+
+def _case_dice(case: ValidationCase, scheme: LabelScheme, probabilities: np.ndarray) -> list[float]:
+    prediction = scheme.to_raw(probabilities.argmax(axis=0))
+    return list(region_dice(prediction, case.truth, scheme).values())
+
+
+def group_dice(cases: Sequence[ValidationCase], scheme: LabelScheme, group: Sequence[CRFParameters],
+               device: torch.device | str | None = None) -> list[float]:
+    """Mean over cases and regions of the Dice of the CRF's segmentation for each parameter set of ``group`` (all
+    with the same sigmas: one set of kernels per case), the CRF computed on ``device`` (default: the CPU)."""
+    scores: list[list[float]] = [[] for _ in group]
     for case in cases:
         try:
-            probabilities = case.probabilities if parameters is None else dense_crf(
-                case.probabilities, case.images, case.spacing, parameters, mask=case.mask, device=device)
+            crf = MeanFieldCRF(case.probabilities, case.images, case.spacing, group[0], mask=case.mask,
+                               device=device)
+            for trial_scores, parameters in zip(scores, group, strict=True):
+                trial_scores += _case_dice(case, scheme, crf.marginals(parameters))
         except ValueError as err:
             raise ValueError(f"validation subject {case.name}: {err}") from err
-        prediction = scheme.to_raw(probabilities.argmax(axis=0))
-        scores += list(region_dice(prediction, case.truth, scheme).values())
-    return float(np.mean(scores))
+        del crf  # its lattices, before the next subject's
+    return [float(np.mean(s)) for s in scores]
 
 
 def tune_crf(cases: Sequence[ValidationCase], scheme: LabelScheme, base: CRFParameters, trials: int,
-             seed: int, device: torch.device | str | None = None) -> tuple[CRFParameters, list[dict[str, Any]]]:
+             seed: int, device: torch.device | str | None = None, weight_draws: int = WEIGHT_DRAWS
+             ) -> tuple[CRFParameters, list[dict[str, Any]]]:
     """The best of ``trials`` parameter sets by mean validation Dice, and one row per trial (first row: no CRF);
-    the CRF runs on ``device`` (default: the CPU)."""
+    the CRF runs on ``device`` (default: the CPU); each draw of the sigmas is tried with ``weight_draws`` draws
+    of the weights."""
     if not cases:
         raise ValueError("CRF tuning needs at least one labelled validation subject: adjust the dataset's 'split:' "
                          "or set crf: {tune: {enabled: false}}")
     rng = np.random.default_rng(seed)
-    n_modalities = cases[0].images.shape[0]
-    rows: list[dict[str, Any]] = [{"trial": "network", "mean_dice": mean_dice(cases, scheme, None)}]
+    groups = search_trials(rng, base, trials, cases[0].images.shape[0], weight_draws)
+    network = float(np.mean([s for case in cases for s in _case_dice(case, scheme, case.probabilities)]))
+    rows: list[dict[str, Any]] = [{"trial": "network", "mean_dice": network}]
     best, best_score = base, -np.inf
-    for trial in tqdm(range(trials), desc="CRF parameter search", unit="trial"):
-        parameters = base if trial == 0 else sample_parameters(rng, base, n_modalities)
-        score = mean_dice(cases, scheme, parameters, device)
-        rows.append({"trial": trial, "mean_dice": score, **parameters.to_mapping()})
-        log.info("trial %d: mean Dice %.4f with %s", trial, score, parameters)
-        if score > best_score:
-            best, best_score = parameters, score
-    log.info("best mean Dice %.4f (network alone %.4f): %s", best_score, rows[0]["mean_dice"], best)
+    with tqdm(total=trials, desc="CRF parameter search", unit="trial") as progress:
+        for group in groups:
+            for parameters, score in zip(group, group_dice(cases, scheme, group, device), strict=True):
+                trial = len(rows) - 1
+                rows.append({"trial": trial, "mean_dice": score, **parameters.to_mapping()})
+                log.info("trial %d: mean Dice %.4f with %s", trial, score, parameters)
+                if score > best_score:
+                    best, best_score = parameters, score
+            progress.update(len(group))
+    log.info("best mean Dice %.4f (network alone %.4f): %s", best_score, network, best)
     return best, rows
