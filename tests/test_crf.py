@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 import pytest
 import torch
 
-from lesionseg.crf import CRFParameters, PermutohedralLattice, dense_crf
+from lesionseg.crf import CRFParameters, MeanFieldCRF, PermutohedralLattice, dense_crf, tuning
+from lesionseg.labels import LABEL_SCHEMES
 
 # Parameters for the synthetic cases (1 mm voxels): DeepMedic's, with intensity sigmas wide enough for the
 # appearance kernel to couple voxels on these noisy images.
@@ -321,3 +323,115 @@ def test_zero_weights_and_iterations(small_case):
     no_kernels = dense_crf(probabilities, images, (1, 1, 1),
                            CRFParameters(smoothness_weight=0.0, appearance_weight=0.0))
     np.testing.assert_allclose(no_kernels, probabilities, atol=1e-6)
+
+
+# -- the compiled lattice, the device path, kernel reuse, tuning ---------------------------------------------------
+
+
+def test_sparse_filter_matches_the_compiled_one():
+    """The filter other devices (CUDA) run, torch CSR products and gathers, checked here on the CPU."""
+    from lesionseg.crf.lattice import _SparseFilter
+
+    rng = np.random.default_rng(4)
+    features = torch.from_numpy((rng.random((400, 5)) * 6).astype(np.float32))
+    features[:100] = features[100:200] + 0.05  # shared vertices and isolated simplices both
+    lattice = PermutohedralLattice(features)
+    assert 0 < lattice.n_isolated < 400 and lattice.n_vertices > 0
+    values = torch.from_numpy(rng.random((400, 3)).astype(np.float32))
+    on_device = torch.empty_like(values)
+    _SparseFilter(lattice, torch.device("cpu"))(values, on_device)
+    np.testing.assert_allclose(on_device.numpy(), lattice.filter(values).numpy(), rtol=1e-5, atol=1e-6)
+
+
+def test_lattice_uses_torch_threads():
+    import numba
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        PermutohedralLattice(torch.rand(50, 3))
+        assert numba.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_compiled_code_without_a_cache_directory(tmp_path):
+    """numba must still work where it finds no writable cache directory (it compiles in each process then)."""
+    import subprocess
+    import sys
+
+    blocked = tmp_path / "a_file"
+    blocked.write_text("")
+    environment = dict(os.environ, NUMBA_CACHE_LOCATOR_CLASSES="UserProvidedCacheLocator",
+                       NUMBA_CACHE_DIR=str(blocked / "cache"))
+    check = "from lesionseg.crf import lattice; print(type(lattice._locate._cache).__name__)"
+    result = subprocess.run([sys.executable, "-c", check], env=environment, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "NullCache"
+
+
+def test_mean_field_crf_reuses_its_kernels_for_other_weights(small_case):
+    probabilities, images, _ = small_case
+    mask = np.zeros(probabilities.shape[1:], dtype=bool)
+    mask[2:20, 3:19, 2:18] = True
+    first = CRFParameters(intensity_sigma=10.0)
+    second = CRFParameters(intensity_sigma=10.0, smoothness_weight=1.0, appearance_weight=8.0, iterations=3)
+    crf = MeanFieldCRF(probabilities, images, (1, 1, 1), first, mask=mask)
+    np.testing.assert_allclose(crf.marginals(first), dense_crf(probabilities, images, (1, 1, 1), first, mask=mask),
+                               atol=1e-6)
+    kernels = dict(crf.kernels)
+    np.testing.assert_allclose(crf.marginals(second),
+                               dense_crf(probabilities, images, (1, 1, 1), second, mask=mask), atol=1e-6)
+    assert crf.kernels == kernels and 0 < crf.lattice_seconds <= crf.build_seconds
+    with pytest.raises(ValueError, match="sigmas"):
+        crf.marginals(CRFParameters(intensity_sigma=5.0))
+
+
+def test_mean_field_crf_builds_only_weighted_kernels(small_case):
+    probabilities, images, _ = small_case
+    crf = MeanFieldCRF(probabilities, images, (1, 1, 1), CRFParameters())
+    crf.marginals(CRFParameters(smoothness_weight=0.0))
+    assert set(crf.kernels) == {"appearance"}
+    crf.marginals(CRFParameters())
+    assert set(crf.kernels) == {"appearance", "smoothness"}
+
+
+def test_search_trials_share_sigmas_in_groups_and_are_reproducible():
+    base = CRFParameters()
+    groups = tuning.search_trials(np.random.default_rng(3), base, trials=10, n_modalities=4, weight_draws=4)
+    assert [len(g) for g in groups] == [1, 4, 4, 1] and groups[0] == [base]
+    for group in groups[1:]:
+        sigmas = {(p.smoothness_sigma_mm, p.appearance_sigma_mm, p.intensity_sigma) for p in group}
+        assert len(sigmas) == 1, "a group shares its sigmas (one set of lattices)"
+        assert len({(p.smoothness_weight, p.appearance_weight) for p in group}) == len(group)
+        for p in group:
+            low, high = tuning.SEARCH_RANGES["appearance_weight"]
+            assert low <= p.appearance_weight <= high and len(p.intensity_sigma) == 4
+    assert groups == tuning.search_trials(np.random.default_rng(3), base, 10, 4, 4)
+    assert tuning.search_trials(np.random.default_rng(3), base, 0, 4) == []
+
+
+def test_tuning_builds_the_kernels_once_per_sigma_draw_and_subject(monkeypatch, small_case):
+    probabilities, images, truth = small_case
+    scheme = LABEL_SCHEMES["brats2013"]
+    labels = np.array([0, 1, 2], dtype=np.uint8)[truth]
+    prepared = []
+
+    class CountingCRF(MeanFieldCRF):
+        def __init__(self, *args, **kwargs):
+            prepared.append(kwargs.get("device"))
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(tuning, "MeanFieldCRF", CountingCRF)
+    three_classes = np.concatenate([probabilities, np.zeros((scheme.n_classes - 3,) + probabilities.shape[1:],
+                                                            np.float32)])
+    cases = [tuning.ValidationCase(name, three_classes, images, labels, np.ones(truth.shape, bool), (1.0, 1.0, 1.0))
+             for name in ("s1", "s2")]
+    best, rows = tuning.tune_crf(cases, scheme, CRFParameters(intensity_sigma=10.0, iterations=2), trials=6, seed=1,
+                                 device="cpu", weight_draws=3)
+    assert len(prepared) == 2 * 3 and set(prepared) == {"cpu"}  # groups [base], [3 draws], [2 draws]; two subjects
+    assert [row["trial"] for row in rows] == ["network", 0, 1, 2, 3, 4, 5]
+    assert set(rows[1]) == {"trial", "mean_dice", *CRFParameters().to_mapping()}
+    assert max(rows[1:], key=lambda row: row["mean_dice"])["mean_dice"] == pytest.approx(
+        next(row["mean_dice"] for row in rows[1:] if CRFParameters.from_mapping(
+            {k: v for k, v in row.items() if k not in ("trial", "mean_dice")}) == best))

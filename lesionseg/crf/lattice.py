@@ -325,37 +325,74 @@ def _backward(forward: np.ndarray) -> np.ndarray:
     return backward
 
 
+@compiled()
+def _chains(forward: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The vertices with a neighbour along each direction, as chains of forward steps: (first chain of each
+    direction (d+2,), first vertex of each chain (chains + 1,), the vertices chain after chain)."""
+    r1, n_kept = forward.shape
+    has_back = np.zeros((r1, n_kept), np.bool_)
+    n_chains, n_linked = 0, 0
+    for j in range(r1):
+        for v in range(n_kept):
+            if forward[j, v] != NONE:
+                has_back[j, forward[j, v]] = True
+                n_linked += 1
+        for v in range(n_kept):
+            if forward[j, v] != NONE and not has_back[j, v]:
+                n_chains += 1
+                n_linked += 1  # the head; the others counted as steps' ends
+    chain_offset = np.zeros(r1 + 1, np.int64)
+    chain_start = np.empty(n_chains + 1, np.int64)
+    chain_vertex = np.empty(n_linked, np.int32)
+    c, k = 0, 0
+    for j in range(r1):
+        for v in range(n_kept):
+            if forward[j, v] != NONE and not has_back[j, v]:
+                chain_start[c] = k
+                c += 1
+                u = v
+                while u != NONE:
+                    chain_vertex[k] = u
+                    k += 1
+                    u = forward[j, u]
+        chain_offset[j + 1] = c
+    chain_start[n_chains] = k
+    return chain_offset, chain_start, chain_vertex
+
+
 # -- compiled filtering -----------------------------------------------------------------------------------------------
 
 
 @compiled(parallel=True)
 def _filter(values: np.ndarray, out: np.ndarray, splat_start: np.ndarray, splat_point: np.ndarray,
-            splat_weight: np.ndarray, backward: np.ndarray, forward: np.ndarray, point_vertex: np.ndarray,
-            point_weight: np.ndarray, gain: np.ndarray, alpha: np.float32, lattice: np.ndarray,
-            spare: np.ndarray) -> None:
-    """Splat ``values`` (N, C) onto the lattice (M, C), blur along each direction (``lattice`` and ``spare`` take
-    turns), slice into ``out``; isolated points get their value times their gain."""
+            splat_weight: np.ndarray, chain_offset: np.ndarray, chain_start: np.ndarray, chain_vertex: np.ndarray,
+            point_vertex: np.ndarray, point_weight: np.ndarray, gain: np.ndarray, alpha: np.float32,
+            lattice: np.ndarray) -> None:
+    """Splat ``values`` (N, C) onto the ``lattice`` (M, C), blur along each direction, slice into ``out``;
+    isolated points get their value times their gain.
+
+    The blur walks each chain of neighbours along the direction in place,
+    carrying the previous vertex's old value; the vertices without a
+    neighbour along it keep theirs (it adds half of nothing).
+    """
     n, channels = values.shape
-    r1, n_kept = forward.shape
-    for v in prange(n_kept):
+    for v in prange(lattice.shape[0]):
         for c in range(channels):
             lattice[v, c] = 0.0
         for e in range(splat_start[v], splat_start[v + 1]):
             point, weight = splat_point[e], splat_weight[e]
             for c in range(channels):
                 lattice[v, c] += weight * values[point, c]
-    for j in range(r1):
-        source, target = (lattice, spare) if j % 2 == 0 else (spare, lattice)
-        for v in prange(n_kept):
-            a, b = backward[j, v], forward[j, v]
+    for j in range(chain_offset.shape[0] - 1):
+        for chain in prange(chain_offset[j], chain_offset[j + 1]):
+            begin, end = chain_start[chain], chain_start[chain + 1]
             for c in range(channels):
-                total = np.float32(0.0)
-                if a != NONE:
-                    total += source[a, c]
-                if b != NONE:
-                    total += source[b, c]
-                target[v, c] = source[v, c] + np.float32(0.5) * total
-    blurred = lattice if r1 % 2 == 0 else spare
+                previous = np.float32(0.0)
+                current = lattice[chain_vertex[begin], c]
+                for k in range(begin, end):
+                    following = lattice[chain_vertex[k + 1], c] if k + 1 < end else np.float32(0.0)
+                    lattice[chain_vertex[k], c] = current + np.float32(0.5) * (previous + following)
+                    previous, current = current, following
     for point in prange(n):
         if point_vertex[point, 0] == NONE:
             for c in range(channels):
@@ -363,8 +400,8 @@ def _filter(values: np.ndarray, out: np.ndarray, splat_start: np.ndarray, splat_
             continue
         for c in range(channels):
             total = np.float32(0.0)
-            for r in range(r1):
-                total += point_weight[point, r] * blurred[point_vertex[point, r], c]
+            for r in range(point_vertex.shape[1]):
+                total += point_weight[point, r] * lattice[point_vertex[point, r], c]
             out[point, c] = alpha * total
 
 
@@ -424,18 +461,19 @@ class _CompiledFilter:
 
     def __init__(self, lattice: PermutohedralLattice) -> None:
         self.lattice = lattice
-        self._buffer = np.empty(0, np.float32)  # lattice and spare values, reused by later calls
+        self.chain_offset, self.chain_start, self.chain_vertex = _chains(lattice.forward)
+        self._buffer = np.empty(0, np.float32)  # the lattice's values, reused by later calls
 
     def __call__(self, values: torch.Tensor, out: torch.Tensor) -> None:
         lat = self.lattice
         channels = values.shape[1]
         size = lat.n_vertices * channels
-        if self._buffer.size < 2 * size:
-            self._buffer = np.empty(2 * size, np.float32)
+        if self._buffer.size < size:
+            self._buffer = np.empty(size, np.float32)
         use_torch_threads()
-        _filter(values.numpy(), out.numpy(), lat.splat_start, lat.splat_point, lat.splat_weight, lat.backward,
-                lat.forward, lat.point_vertex, lat.point_weight, lat.gain, lat.alpha,
-                self._buffer[:size].reshape(-1, channels), self._buffer[size:2 * size].reshape(-1, channels))
+        _filter(values.numpy(), out.numpy(), lat.splat_start, lat.splat_point, lat.splat_weight, self.chain_offset,
+                self.chain_start, self.chain_vertex, lat.point_vertex, lat.point_weight, lat.gain, lat.alpha,
+                self._buffer[:size].reshape(-1, channels))
 
 
 class _SparseFilter:
@@ -460,7 +498,8 @@ class _SparseFilter:
                 tensor(rows), tensor(lattice.point_vertex[kept].reshape(-1)).to(torch.int64),
                 tensor((lattice.point_weight[kept] * lattice.alpha).reshape(-1)), size=(n, m))
         # Absent neighbours point at a row of zeros after the vertices.
-        self._backward = tensor(np.where(lattice.backward == NONE, m, lattice.backward)).to(torch.int64)
+        backward = _backward(lattice.forward)
+        self._backward = tensor(np.where(backward == NONE, m, backward)).to(torch.int64)
         self._forward = tensor(np.where(lattice.forward == NONE, m, lattice.forward)).to(torch.int64)
         self._gain = tensor(lattice.gain)[:, None]
         self._buffer = torch.empty(0, dtype=torch.float32, device=device)
@@ -611,12 +650,10 @@ class PermutohedralLattice:
         self.forward = np.empty((r1, self.n_vertices), np.int32)
         for r, (c, ids) in enumerate(zip(classes, class_ids, strict=True)):
             _class_forward(self.forward, c.steps, ids, class_ids[(r + 1) % r1])
-        self.backward = _backward(self.forward)
         lap("blur")
         self._filter: _CompiledFilter | _SparseFilter = _CompiledFilter(self) if self.device.type == "cpu" \
             else _SparseFilter(self, self.device)
-        if self.device.type != "cpu":
-            lap("to device")
+        lap("chains" if self.device.type == "cpu" else "to device")
         self.build_seconds = sum(self.timings.values())
 
     def filter(self, values: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:

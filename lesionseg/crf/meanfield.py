@@ -152,6 +152,7 @@ class _Kernel(ABC):
     """
 
     def __init__(self) -> None:
+        self.lattice_seconds = 0.0  # of building its lattice, if it has one
         self.norm: torch.Tensor | None = None
         self.filtered_norm: torch.Tensor | None = None
         self._buffers: torch.Tensor | None = None  # input and output of the filter, flat
@@ -193,6 +194,7 @@ class _LatticeKernel(_Kernel):
     def __init__(self, features: torch.Tensor, device: torch.device) -> None:
         super().__init__()
         self.lattice = PermutohedralLattice(features, device=device)
+        self.lattice_seconds = self.lattice.build_seconds
         self.normalise(features.shape[0], device)
 
     def filter(self, values: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
@@ -335,7 +337,7 @@ class MeanFieldCRF:
             if self.box is not None and exclude_outside_mask and not mask[self.box].all():
                 self.points = torch.from_numpy(np.flatnonzero(mask[self.box].reshape(-1)))
         self.kernels: dict[str, _Kernel] = {}
-        self.build_seconds = 0.0
+        self.build_seconds = 0.0  # of building the kernels so far
         if self.box is not None:
             self.box_shape = tuple(s.stop - s.start for s in self.box)
             self.log_p = self._box_values(self.probabilities).clamp_(min=MIN_PROBABILITY).log_().to(self.device)
@@ -372,6 +374,11 @@ class MeanFieldCRF:
                 self.kernels[name] = _LatticeKernel(features, self.device)
             self.build_seconds += time.perf_counter() - started
         return self.kernels[name]
+
+    @property
+    def lattice_seconds(self) -> float:
+        """Of building the kernels' lattices so far (part of :attr:`build_seconds`)."""
+        return sum(kernel.lattice_seconds for kernel in self.kernels.values())
 
     def marginals(self, parameters: CRFParameters) -> np.ndarray:
         """CRF marginals (n_classes, *spatial) float32 with ``parameters``' weights and iterations; outside the
