@@ -15,25 +15,30 @@ code on the CPU whatever the device:
 * the enclosing simplex of each point and its barycentric weights, in
   parallel over the points. Vertex ``r`` of a simplex has all its
   coordinates congruent to ``r`` modulo d+1, so a vertex is ``r`` and d
-  integer coordinates (the last follows from the zero sum). Its hash key is
-  them packed exactly into one int64 with a mixed radix after subtracting
-  their minima (padded by one on each side so that a neighbour never aliases
-  another vertex), or, where that could overflow, the coordinates themselves;
-* the points' vertices go into a hash table in scan order (point, then
-  remainder), like densecrf's, so vertices are numbered by first use and
-  memory access stays local when points are filtered in scan order;
-* each vertex's neighbour one step along each lattice direction is looked
-  up, in parallel over the vertices;
+  integer coordinates (the last follows from the zero sum); its key within
+  its remainder class is them packed exactly into one int64 with a mixed
+  radix after subtracting their minima (padded by one on each side so that a
+  neighbour never aliases another vertex), or, where that could overflow,
+  the coordinates themselves;
+* unique vertices by sorting each class's keys (the point's index packed
+  below the code where both fit one int64: a plain sort, in threads over the
+  classes); a step along a lattice direction adds a constant to the key and
+  leads into the next class, so each vertex's neighbours come from one merge
+  walk of two sorted classes per direction;
 * points whose simplex is a connected component of the lattice on its own
   (all its vertices used by no other point and without any neighbour
   outside the simplex, common with sharp intensity kernels on noisy images)
   are taken out: their filter output is their own value times a constant,
-  computed once on their simplex.
+  computed once on their simplex;
+* the other vertices are numbered by first use (point, then remainder), like
+  densecrf's hash table numbers them, so memory access stays local when
+  points are filtered in scan order.
 
-Filtering on the CPU runs compiled loops on torch's number of threads (splat
-gathered per vertex, the blur of each direction into a second buffer, slice
-per point). On another device (CUDA) the same structure lives there as torch
-tensors: splat and slice are sparse CSR products, the blur gathers by index.
+Filtering on the CPU runs compiled loops on torch's number of threads: splat
+gathered per vertex, the blur of each direction in place along its chains of
+neighbours, slice per point. On another device (CUDA) the same structure
+lives there as torch tensors: splat and slice are sparse CSR products, the
+blur gathers by index.
 
 numba caches the compiled code on disk (``cache=True``), so processes after
 the first (one per Snakemake job) load it instead of compiling; without a
@@ -58,18 +63,18 @@ from numba import prange
 
 log = logging.getLogger(__name__)
 
-# Largest packed key of the fast path (below 2**63, with room for neighbour offsets).
+# Largest span of a class's packed keys (below 2**63, with room for the neighbours' shifts).
 MAX_CODE = 1 << 62
 # Items per task of the compiled parallel loops that need scratch space (allocated once per task).
 CHUNK = 4096
-# Hash table slot / vertex id meaning "none".
+# Vertex id meaning "none".
 NONE = -1
 
 
-def compiled(parallel: bool = False, inline: bool = False) -> Callable[[Callable[..., Any]], Any]:
+def compiled(parallel: bool = False) -> Callable[[Callable[..., Any]], Any]:
     """``numba.njit``, cached on disk where numba finds a writable cache directory (else compiled per process);
-    ``inline``: into its callers (small helpers of hot loops, where a call's reference counting costs more)."""
-    options = {"nogil": True, "parallel": parallel, "error_model": "numpy", "inline": "always" if inline else "never"}
+    releasing the GIL, so threads can run the per-class work side by side."""
+    options = {"nogil": True, "parallel": parallel, "error_model": "numpy"}
 
     def decorate(function: Callable[..., Any]) -> Any:
         try:

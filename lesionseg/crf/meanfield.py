@@ -16,8 +16,10 @@ self term). The appearance kernel is filtered on a permutohedral lattice
 (:mod:`lesionseg.crf.lattice`); the smoothness kernel, a Gaussian on the
 regular voxel grid, on the lattice too by default (as the reference does, so
 the labels are the same as ``pydensecrf``'s), or exactly by separable
-convolution (``smoothness="exact"``: about as fast on CPU at DeepMedic's
-sigmas, marginals within ~1e-4 of the lattice's).
+convolution (``smoothness="exact"``: on bench/crf.py's subject 0.1% of the
+brain's labels then differ from ``pydensecrf``'s, and it is not faster).
+Only the sigmas shape the kernels, so :class:`MeanFieldCRF` builds them once
+for inference with several weights.
 """
 
 from __future__ import annotations
