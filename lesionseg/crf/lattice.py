@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable, Iterable
@@ -62,6 +63,13 @@ import torch
 from numba import prange
 
 log = logging.getLogger(__name__)
+
+if "NUMBA_THREADING_LAYER" not in os.environ:
+    # numba's OpenMP layer and torch's OpenMP pool keep their threads spinning on the job's few cores after each
+    # parallel loop, slowing each other (the CRF took up to 1.7x as long with OMP_NUM_THREADS set, as Snakemake
+    # sets it). numba's own work queue sleeps instead; it needs its parallel loops called from one thread at a
+    # time.
+    numba.config.THREADING_LAYER = "workqueue"
 
 # Largest span of a class's packed keys (below 2**63, with room for the neighbours' shifts).
 MAX_CODE = 1 << 62
