@@ -66,6 +66,12 @@ def paper_deepmedic() -> torch.nn.Module:
     return build_model("deepmedic", in_channels=4, n_classes=5).eval()
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process, all its threads, user and system."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def max_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kilobytes on Linux
 
@@ -127,13 +133,13 @@ def run_dense(args: argparse.Namespace, model: torch.nn.Module, image: np.ndarra
     cpu = torch.device("cpu")
     network = model if args.as_trained else inference_network(model)
     plan = plan_tiles(network, mask, image.shape[0], cpu, None, args.batch, args.memory_budget_mb)
-    start = time.perf_counter()
+    start, cpu_start = time.perf_counter(), cpu_seconds()
     predict_volume(model, image, mask, cpu, tile_output=None, batch_size=args.batch,
                    memory_budget_mb=args.memory_budget_mb, progress=args.progress,
                    inference_copy=not args.as_trained)
-    seconds = time.perf_counter() - start
+    seconds, cpu_used = time.perf_counter() - start, cpu_seconds() - cpu_start
     estimate = estimate_memory(network, image.shape[0], plan.size, plan.batch_size)
-    return {"seconds": seconds, "tile": plan.size, "input": [model.input_size(s) for s in plan.size],
+    return {"seconds": seconds, "cpu_seconds": cpu_used, "tile": plan.size, "input": [model.input_size(s) for s in plan.size],
             "tiles": len(plan.regions), "batch": plan.batch_size, "estimate_mb": estimate / 2**20}
 
 
@@ -202,7 +208,7 @@ def report(args: argparse.Namespace, dense: dict, patches: dict | None, gemm: di
     print(f"brain: {n_brain:,} voxels; its bounding box {' x '.join(map(str, box))} = {n_box:,} voxels")
     print(f"dense ({network}): tiles of {' x '.join(map(str, dense['tile']))} output voxels (input "
           f"{' x '.join(map(str, dense['input']))}), {batch}, chosen for a {args.memory_budget_mb} MB budget; "
-          f"{dense['tiles']} tiles hold brain; estimated batch peak {dense['estimate_mb']:.0f} MB")
+          f"{dense['tiles']} hold brain; estimated batch peak {dense['estimate_mb']:.0f} MB")
     model = paper_deepmedic()
     per_voxel = useful_flops_per_voxel(model)
     small, large = TWO_TILES
@@ -213,8 +219,10 @@ def report(args: argparse.Namespace, dense: dict, patches: dict | None, gemm: di
     print(f"useful arithmetic: {per_voxel / 1e6:.3f} MFLOP per output voxel (no tile context; the difference "
           f"between tiles of {small}^3 and {large}^3 outputs gives {two_tiles / 1e6:.3f}, part of their context "
           "included)")
+    # Other processes on the cores show as CPU time short of the threads' share of the wall time.
     print(f"dense: {useful / 1e12:.2f} TFLOP over the {n_box:,} box voxels in {dense['seconds']:.1f} s = "
-          f"{rate / 1e9:.1f} GFLOP/s")
+          f"{rate / 1e9:.1f} GFLOP/s (CPU time {dense['cpu_seconds']:.0f} s: "
+          f"{dense['cpu_seconds'] / dense['seconds']:.1f} cores busy of {args.threads})")
     print(f"best float32 3072^2 matrix product on {args.threads} threads: "
           + ", ".join(f"{name} {value / 1e9:.1f}" for name, value in gemm.items()) + " GFLOP/s")
     print(f"dense inference runs at {rate / best:.2f} of the best matrix-product rate")

@@ -48,6 +48,8 @@ CHANNEL_MULTIPLE = 8
 HEAD_SLAB_VOXELS = 32768
 # Voxels per chunk of an activation computed in place (about 1 MB of 30-50 float32 maps: in cache).
 ACTIVATION_CHUNK_VOXELS = 8192
+# Elsewhere (CUDA) few large chunks: each is a kernel launch, and its temporaries stay near 50 MB.
+DEVICE_CHUNK_VOXELS = 2**18
 
 
 def batch_norm_affine(norm: nn.BatchNorm3d) -> tuple[torch.Tensor, torch.Tensor]:
@@ -102,24 +104,27 @@ class InferenceLayer(nn.Module):
     def activate(self, y: torch.Tensor, in_place: bool) -> torch.Tensor:
         """``PReLU(scale * y + shift)`` of ``y`` ``(B, C, X, Y, Z)``; written over ``y`` when ``in_place``.
 
-        On CUDA as one operation. Elsewhere chunk by chunk of voxels (on the CPU
-        in single-threaded streams, :func:`_on_streams`): a fresh 300 MB activation
-        cost 0.15 s in first-touch page faults, its chunks in place 0.03 s.
+        Chunk by chunk of voxels, so that an activation takes no memory beyond
+        its own (as :func:`~lesionseg.inference.dense.estimate_memory` counts it
+        on any device). On the CPU in cache-sized chunks and single-threaded
+        streams (:func:`_on_streams`): a fresh 300 MB activation cost 0.15 s in
+        first-touch page faults, its chunks in place 0.03 s.
         """
-        if y.device.type == "cuda":
-            return F.prelu(y if self.scale is None else torch.addcmul(self.shift, y, self.scale), self.prelu)
         y = y.contiguous(memory_format=torch.channels_last_3d)
         out = y if in_place else torch.empty_like(y)
+        chunk = ACTIVATION_CHUNK_VOXELS if y.device.type == "cpu" else DEVICE_CHUNK_VOXELS
         scale, shift = (None, None) if self.scale is None else (self.scale.flatten(), self.shift.flatten())
+        # PReLU takes one precision: the activations' (autocast's, when on), or float32 after the affine step.
+        slope = self.prelu.to(y.dtype if scale is None else torch.promote_types(y.dtype, scale.dtype))
 
         def work(chunks: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> None:
             for source, target in chunks:
                 if scale is not None:
                     source = torch.addcmul(shift, source, scale)
-                target.copy_(F.prelu(source[..., None], self.prelu)[..., 0])  # rows (N, C) seen as (N, C, 1)
+                target.copy_(F.prelu(source[..., None], slope)[..., 0])  # rows (N, C) seen as (N, C, 1)
 
-        _on_streams(work, list(zip(_voxel_rows(y).split(ACTIVATION_CHUNK_VOXELS),
-                                   _voxel_rows(out).split(ACTIVATION_CHUNK_VOXELS), strict=True)), y.device)
+        _on_streams(work, list(zip(_voxel_rows(y).split(chunk), _voxel_rows(out).split(chunk), strict=True)),
+                    y.device)
         return out
 
 
