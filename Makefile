@@ -1,36 +1,43 @@
-# Two commands: `make demo` and `make test`. Both set up .venv from the lock file
-# on first use (and again only when the lock or pyproject changes).
+# Two commands: `make demo` and `make test`. Both set up .venv from the lock files
+# on first use (and again only when a lock or pyproject changes).
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 CORES ?= all
 
 .PHONY: demo test lint check bench bench-gpu clean-demo
 
-# --no-compile: Python compiles the modules a run imports when it first imports them, instead of pip compiling
-# every module of every package (half the install time; torch alone has thousands).
+# What running needs (requirements.lock); the tests' own dependencies (requirements-test.lock) only for
+# `make test` and `make bench`. --no-compile: Python compiles the modules a run imports when it first imports
+# them, instead of pip compiling every module of every package (half the install time; torch alone has thousands).
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --disable-pip-version-check -q --no-compile -r requirements.lock
-# panoptica (the tests' cross-check of the lesion-wise metrics) pins numpy<2.3, the lock has numpy 2.3.5
-# (antspyx needs <2.4): installed without its pins; the runtime dependencies it needs are in the lock.
-	$(BIN)/python -m pip install --disable-pip-version-check -q --no-compile --no-deps panoptica==2.1.7
 	$(BIN)/python -m pip install --disable-pip-version-check -q --no-compile --no-deps -e .
 	touch $(STAMP)
+
+$(TEST_STAMP): $(STAMP) requirements-test.lock
+	$(BIN)/python -m pip install --disable-pip-version-check -q --no-compile -c requirements.lock \
+		-r requirements-test.lock
+# panoptica (the tests' cross-check of the lesion-wise metrics) pins numpy<2.3, the lock has numpy 2.3.5
+# (antspyx needs <2.4): installed without its pins; the runtime dependencies it needs are in the locks.
+	$(BIN)/python -m pip install --disable-pip-version-check -q --no-compile --no-deps panoptica==2.1.7
+	touch $(TEST_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/snakemake --cores $(CORES)
 	$(BIN)/snakemake --report results/report.html
 	@echo "Report: results/report.html (open it in a browser); per-subject results under results/demo/"
 
-test: $(STAMP)
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
 	$(BIN)/snakemake --lint
 
-bench: $(STAMP)
+bench: $(TEST_STAMP)
 	$(BIN)/python bench/preprocessing.py
 	$(BIN)/python bench/inference.py
 	$(BIN)/python bench/training.py

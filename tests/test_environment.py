@@ -22,9 +22,10 @@ from conftest import REPO
 from script_imports import PACKAGE, absolute_module, third_party_imports
 
 
-def lock() -> dict[str, str]:
+def lock(name: str = "requirements.lock") -> dict[str, str]:
+    """The pins of a lock file (what running needs; ``requirements-test.lock``: what the tests need beyond it)."""
     pins = {}
-    for line in (REPO / "requirements.lock").read_text().splitlines():
+    for line in (REPO / name).read_text().splitlines():
         if line and not line.startswith("#"):
             name, version = line.split("==")
             pins[name.lower().replace("_", "-")] = version
@@ -59,6 +60,17 @@ def test_direct_dependencies_are_satisfied_by_the_lock():
         assert requirement.specifier.contains(pins[name]), f"{spec} vs lock {pins[name]}"
     assert pins["torch"] == "2.13.0"
     assert re.match(r"2\.[0-3]\.", pins["numpy"]) and int(pins["packaging"].split(".")[0]) < 26
+
+
+def test_test_dependencies_are_pinned_apart_from_what_running_needs():
+    running, testing = lock(), lock("requirements-test.lock")
+    assert not set(running) & set(testing), "a package is pinned in both lock files"
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    for spec in project["optional-dependencies"]["test"]:
+        requirement = Requirement(spec)
+        name = requirement.name.lower().replace("_", "-")
+        assert name in testing, f"{name} is not in requirements-test.lock"
+        assert requirement.specifier.contains(testing[name]), f"{spec} vs lock {testing[name]}"
 
 
 # --- What each rule's script imports, against what its environment installs --------------------------------
