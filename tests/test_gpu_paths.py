@@ -135,14 +135,20 @@ def test_backends_deterministic_or_autotuned(monkeypatch):
 def test_crf_tuning_runs_the_crf_on_the_jobs_device(monkeypatch):
     used = []
 
-    def recording_crf(probabilities, images, spacing, parameters, mask=None, device=None):
-        used.append(device)
-        return probabilities
+    class RecordingCRF:
+        """Records the device each subject's kernels are built on; its marginals are the probabilities."""
 
-    monkeypatch.setattr(tuning, "dense_crf", recording_crf)
+        def __init__(self, probabilities, images, spacing, parameters, mask=None, device=None):
+            used.append(device)
+            self.probabilities = probabilities
+
+        def marginals(self, parameters):
+            return self.probabilities
+
+    monkeypatch.setattr(tuning, "MeanFieldCRF", RecordingCRF)
     scheme = LABEL_SCHEMES["brats2013"]
     probabilities = np.full((scheme.n_classes, 4, 4, 4), 1 / scheme.n_classes, np.float32)
     case = tuning.ValidationCase("s1", probabilities, np.zeros((4, 4, 4, 4), np.float32),
                                  np.zeros((4, 4, 4), np.uint8), np.ones((4, 4, 4), bool), (1.0, 1.0, 1.0))
     tuning.tune_crf([case], scheme, CRFParameters(), trials=3, seed=0, device="cuda:0")
-    assert used == ["cuda:0"] * 3
+    assert used == ["cuda:0"] * 2  # trial 0 on its own kernels; trials 1 and 2 share one sigma draw's
