@@ -10,20 +10,19 @@ CORES ?= all
 .PHONY: demo test lint check bench bench-gpu clean-demo
 
 # What running needs (requirements.lock); the tests' own dependencies (requirements-test.lock) only for
-# `make test` and `make bench`. --no-compile: Python compiles the modules a run imports when it first imports
-# them, instead of pip compiling every module of every package (half the install time; torch alone has thousands).
+# `make test` and `make bench`.
 $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --disable-pip-version-check -q --no-compile -r requirements.lock
-	$(BIN)/python -m pip install --disable-pip-version-check -q --no-compile --no-deps -e .
+	$(BIN)/python -m pip install --disable-pip-version-check -q -r requirements.lock
+	$(BIN)/python -m pip install --disable-pip-version-check -q --no-deps -e .
 	touch $(STAMP)
 
 $(TEST_STAMP): $(STAMP) requirements-test.lock
-	$(BIN)/python -m pip install --disable-pip-version-check -q --no-compile -c requirements.lock \
+	$(BIN)/python -m pip install --disable-pip-version-check -q -c requirements.lock \
 		-r requirements-test.lock
 # panoptica (the tests' cross-check of the lesion-wise metrics) pins numpy<2.3, the lock has numpy 2.3.5
 # (antspyx needs <2.4): installed without its pins; the runtime dependencies it needs are in the locks.
-	$(BIN)/python -m pip install --disable-pip-version-check -q --no-compile --no-deps panoptica==2.1.7
+	$(BIN)/python -m pip install --disable-pip-version-check -q --no-deps panoptica==2.1.7
 	touch $(TEST_STAMP)
 
 demo: $(STAMP)

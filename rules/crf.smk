@@ -19,6 +19,7 @@ rule tune_crf:
         link=inference_link,  # a network trained elsewhere sees the image's channels in its own order
         trials=config["crf"]["tune"]["trials"],
         seed=config["crf"]["tune"]["seed"],
+        weights_per_sigma_draw=config["crf"]["tune"]["weights_per_sigma_draw"],
     threads: min(4, workflow.cores)
     resources:
         mem_mb=crf_tuning_mem_mb,

@@ -15,5 +15,5 @@ tune_crf_parameters(
     params.subjects, inputs.probabilities, inputs.images, inputs.masks, inputs.labels,
     scheme_from_config(params.scheme, name=params.scheme["name"]), CRFParameters.from_mapping(params.base),
     params.trials, params.seed, snakemake.output.parameters, snakemake.output.search, threads=snakemake.threads,
-    image_channels=params.link["channels"],
+    image_channels=params.link["channels"], weights_per_sigma_draw=params.weights_per_sigma_draw,
 )

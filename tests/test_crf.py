@@ -398,7 +398,7 @@ def test_mean_field_crf_builds_only_weighted_kernels(small_case):
 
 def test_search_trials_share_sigmas_in_groups_and_are_reproducible():
     base = CRFParameters()
-    groups = tuning.search_trials(np.random.default_rng(3), base, trials=10, n_modalities=4, weight_draws=4)
+    groups = tuning.search_trials(np.random.default_rng(3), base, trials=10, n_modalities=4, weights_per_sigma_draw=4)
     assert [len(g) for g in groups] == [1, 4, 4, 1] and groups[0] == [base]
     for group in groups[1:]:
         sigmas = {(p.smoothness_sigma_mm, p.appearance_sigma_mm, p.intensity_sigma) for p in group}
@@ -409,6 +409,12 @@ def test_search_trials_share_sigmas_in_groups_and_are_reproducible():
             assert low <= p.appearance_weight <= high and len(p.intensity_sigma) == 4
     assert groups == tuning.search_trials(np.random.default_rng(3), base, 10, 4, 4)
     assert tuning.search_trials(np.random.default_rng(3), base, 0, 4) == []
+    # One weight draw per sigma draw: every trial a full draw, the sequence Kamnitsas et al.'s search draws.
+    rng = np.random.default_rng(3)
+    full = [[tuning.sample_parameters(rng, base, 4)] for _ in range(9)]
+    assert tuning.search_trials(np.random.default_rng(3), base, 10, 4) == [[base], *full]
+    # More weight draws add trials on the same kernels after each full draw.
+    assert groups[1][0] == full[0][0]
 
 
 def test_tuning_builds_the_kernels_once_per_sigma_draw_and_subject(monkeypatch, small_case):
@@ -428,7 +434,7 @@ def test_tuning_builds_the_kernels_once_per_sigma_draw_and_subject(monkeypatch, 
     cases = [tuning.ValidationCase(name, three_classes, images, labels, np.ones(truth.shape, bool), (1.0, 1.0, 1.0))
              for name in ("s1", "s2")]
     best, rows = tuning.tune_crf(cases, scheme, CRFParameters(intensity_sigma=10.0, iterations=2), trials=6, seed=1,
-                                 device="cpu", weight_draws=3)
+                                 device="cpu", weights_per_sigma_draw=3)
     assert len(prepared) == 2 * 3 and set(prepared) == {"cpu"}  # groups [base], [3 draws], [2 draws]; two subjects
     assert [row["trial"] for row in rows] == ["network", 0, 1, 2, 3, 4, 5]
     assert set(rows[1]) == {"trial", "mean_dice", *CRFParameters().to_mapping()}

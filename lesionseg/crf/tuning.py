@@ -4,8 +4,10 @@ Trial 0 is the configured parameters, so the search never returns something
 worse on the validation subjects than what it started from. Weights and sigmas
 are drawn log-uniformly from :data:`SEARCH_RANGES`; positional sigmas are
 isotropic, intensity sigmas are drawn per modality. Only the sigmas shape the
-kernels (the lattices, the expensive part), so each draw of sigmas is tried
-with :data:`WEIGHT_DRAWS` draws of the weights on the same kernels.
+kernels (the lattices, the expensive part of a trial), so each draw may be
+followed by more draws of the weights alone, on the same kernels
+(``weights_per_sigma_draw``). With one (the default) every trial draws
+everything, and the search is Kamnitsas et al.'s.
 """
 
 from __future__ import annotations
@@ -33,8 +35,6 @@ SEARCH_RANGES: dict[str, tuple[float, float]] = {
     "appearance_sigma_mm": (2.0, 20.0),
     "intensity_sigma": (1.0, 30.0),
 }
-# Trials per draw of the sigmas, each with its own draw of the weights (the kernels are built once per draw).
-WEIGHT_DRAWS = 4
 
 
 @dataclass(frozen=True)
@@ -57,12 +57,14 @@ def _draw(rng: np.random.Generator, name: str) -> float:
     return round(float(_log_uniform(rng, *SEARCH_RANGES[name])), 3)
 
 
-def sample_sigmas(rng: np.random.Generator, base: CRFParameters, n_modalities: int) -> CRFParameters:
-    """``base`` with every searched sigma drawn from its range."""
+def sample_parameters(rng: np.random.Generator, base: CRFParameters, n_modalities: int) -> CRFParameters:
+    """A random draw: every searched parameter from its range, the others (iterations, range) from ``base``."""
     dims = len(base.smoothness_sigma_mm)
     return replace(
         base,
+        smoothness_weight=_draw(rng, "smoothness_weight"),
         smoothness_sigma_mm=(_draw(rng, "smoothness_sigma_mm"),) * dims,
+        appearance_weight=_draw(rng, "appearance_weight"),
         appearance_sigma_mm=(_draw(rng, "appearance_sigma_mm"),) * dims,
         intensity_sigma=tuple(round(float(s), 3)
                               for s in _log_uniform(rng, *SEARCH_RANGES["intensity_sigma"], n_modalities)),
@@ -76,15 +78,19 @@ def sample_weights(rng: np.random.Generator, base: CRFParameters) -> CRFParamete
 
 
 def search_trials(rng: np.random.Generator, base: CRFParameters, trials: int, n_modalities: int,
-                  weight_draws: int = WEIGHT_DRAWS) -> list[list[CRFParameters]]:
-    """The ``trials`` parameter sets in trial order, grouped by their sigmas: ``[base]``, then draws of the sigmas
-    with ``weight_draws`` draws of the weights each (the last group may be short)."""
+                  weights_per_sigma_draw: int = 1) -> list[list[CRFParameters]]:
+    """The ``trials`` parameter sets in trial order, grouped by their sigmas: ``[base]``, then groups of a full
+    draw followed by ``weights_per_sigma_draw - 1`` draws of its weights (the last group may be short). With one,
+    every trial is a full draw."""
+    if weights_per_sigma_draw < 1:
+        raise ValueError(f"weights_per_sigma_draw must be at least 1, got {weights_per_sigma_draw}")
     groups = [[base]] if trials > 0 else []
     remaining = trials - 1
     while remaining > 0:
-        sigmas = sample_sigmas(rng, base, n_modalities)
-        groups.append([sample_weights(rng, sigmas) for _ in range(min(weight_draws, remaining))])
-        remaining -= len(groups[-1])
+        group = [sample_parameters(rng, base, n_modalities)]
+        group += [sample_weights(rng, group[0]) for _ in range(min(weights_per_sigma_draw, remaining) - 1)]
+        groups.append(group)
+        remaining -= len(group)
     return groups
 
 
@@ -111,16 +117,16 @@ def group_dice(cases: Sequence[ValidationCase], scheme: LabelScheme, group: Sequ
 
 
 def tune_crf(cases: Sequence[ValidationCase], scheme: LabelScheme, base: CRFParameters, trials: int,
-             seed: int, device: torch.device | str | None = None, weight_draws: int = WEIGHT_DRAWS
+             seed: int, device: torch.device | str | None = None, weights_per_sigma_draw: int = 1
              ) -> tuple[CRFParameters, list[dict[str, Any]]]:
     """The best of ``trials`` parameter sets by mean validation Dice, and one row per trial (first row: no CRF);
-    the CRF runs on ``device`` (default: the CPU); each draw of the sigmas is tried with ``weight_draws`` draws
-    of the weights."""
+    the CRF runs on ``device`` (default: the CPU); each draw of the sigmas is tried with
+    ``weights_per_sigma_draw`` draws of the weights (:func:`search_trials`)."""
     if not cases:
         raise ValueError("CRF tuning needs at least one labelled validation subject: adjust the dataset's 'split:' "
                          "or set crf: {tune: {enabled: false}}")
     rng = np.random.default_rng(seed)
-    groups = search_trials(rng, base, trials, cases[0].images.shape[0], weight_draws)
+    groups = search_trials(rng, base, trials, cases[0].images.shape[0], weights_per_sigma_draw)
     network = float(np.mean([s for case in cases for s in _case_dice(case, scheme, case.probabilities)]))
     rows: list[dict[str, Any]] = [{"trial": "network", "mean_dice": network}]
     best, best_score = base, -np.inf

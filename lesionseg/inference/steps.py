@@ -143,8 +143,10 @@ def crf_subject(probabilities_path: PathLike, image_path: PathLike, mask_path: P
 def tune_crf_parameters(names: Sequence[str], probability_paths: Sequence[PathLike], image_paths: Sequence[PathLike],
                         mask_paths: Sequence[PathLike], label_paths: Sequence[PathLike], scheme: LabelScheme,
                         base: CRFParameters, trials: int, seed: int, parameters_out: PathLike, search_out: PathLike,
-                        threads: int = 1, image_channels: Sequence[int] | None = None) -> None:
-    """Random search of the CRF parameters on validation subjects; writes the best (YAML) and every trial (CSV)."""
+                        threads: int = 1, image_channels: Sequence[int] | None = None,
+                        weights_per_sigma_draw: int = 1) -> None:
+    """Random search of the CRF parameters on validation subjects (:func:`~lesionseg.crf.tuning.tune_crf`); writes
+    the best (YAML) and every trial (CSV)."""
     torch.set_num_threads(threads)
     cases = []
     for name, probabilities, image, mask, label in zip(names, probability_paths, image_paths, mask_paths,
@@ -156,7 +158,7 @@ def tune_crf_parameters(names: Sequence[str], probability_paths: Sequence[PathLi
         ))
     device = default_device()  # as rule crf runs it: the parameters are tuned for the CRF that will use them
     log.info("CRF parameter search on %s: %d trials, %d validation subjects", device, trials, len(cases))
-    best, rows = tune_crf(cases, scheme, base, trials, seed, device)
+    best, rows = tune_crf(cases, scheme, base, trials, seed, device, weights_per_sigma_draw)
     best_row = max(rows[1:], key=lambda row: row["mean_dice"])
     with atomic_path(search_out) as tmp:
         pd.DataFrame(rows).to_csv(tmp, index=False)
