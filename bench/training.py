@@ -13,8 +13,8 @@ For the paper's DeepMedic and the residual DeepMedic (the model registry's
 
 Prints segments per second and output voxels per second for each, and the
 share of a step the host work would take if it were not overlapped. The
-official DeepMedic (TensorFlow) is not run here: its figures, measured on the
-same kind of machine by an earlier session, are printed for scale only.
+official DeepMedic (TensorFlow) is not run: its code is not installable from the
+package index, so no ratio against it is printed.
 
     .venv/bin/python bench/training.py --threads 2
 """
@@ -36,9 +36,6 @@ from lesionseg.training.patches import TrainingVolume, augment, cut_segments, re
 from lesionseg.training.settings import training_settings
 
 ARCHITECTURES = ("deepmedic", "deepmedic-residual")
-# The official DeepMedic (TensorFlow 2.21 CPU, 2 threads, batch 10, 21^3 outputs): seconds per training iteration,
-# measured by an earlier session for its residual model on the same kind of 2-core machine. For scale only.
-OFFICIAL_RESIDUAL_SECONDS_PER_BATCH_21 = 23.0
 
 
 def subject_volume(shape: tuple[int, int, int], n_classes: int, pad: int, seed: int) -> TrainingVolume:
@@ -98,7 +95,6 @@ def main() -> None:
     print(f"DeepMedic training throughput, {args.threads} threads, batch {args.batch}, random weights and segments")
     header = ("model", "outputs", "input", "step s", "segments/s", "kvoxel/s", "cut+augment s", "host share")
     print(f"{header[0]:<20}" + "".join(f"{h:>14}" for h in header[1:]))
-    rates = {}
     for architecture in ARCHITECTURES:
         torch.manual_seed(0)
         model = build_model(architecture, 4, n_classes)
@@ -109,18 +105,11 @@ def main() -> None:
             del volume
             step = time_steps(model, output_size, args.batch, n_classes, settings, args.steps, args.warmup)
             segments = args.batch / step
-            rates[architecture, output_size] = segments
             print(f"{architecture:<20}" + "".join(f"{cell:>14}" for cell in (
                 f"{output_size}^3", f"{model.input_size(output_size)}^3", f"{step:.2f}", f"{segments:.2f}",
                 f"{segments * output_size ** 3 / 1e3:.1f}", f"{host:.3f}", f"{100 * host / (host + step):.1f}%")))
     print("(host share: cutting and augmenting as a share of a step if not overlapped; the training loop cuts "
           "the next batches in a background thread while the network trains)")
-    if ("deepmedic-residual", 21) in rates:
-        official = args.batch / OFFICIAL_RESIDUAL_SECONDS_PER_BATCH_21
-        print(f"\nfor scale, not measured in this run: the official DeepMedic's residual model, batch 10 with 21^3 "
-              f"outputs, took {OFFICIAL_RESIDUAL_SECONDS_PER_BATCH_21:.1f} s per iteration on the same kind of "
-              f"machine ({official:.2f} segments/s); ours here: {rates['deepmedic-residual', 21]:.2f} segments/s, "
-              f"{rates['deepmedic-residual', 21] / official:.2f}x")
 
 
 if __name__ == "__main__":

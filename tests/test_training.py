@@ -153,6 +153,8 @@ def test_model_config_errors_are_explained():
     cases = [
         ({"m": {"architecture": "deepmedic", "training": {"epoch": 3}}}, ["m"], "unknown training setting"),
         ({"m": {"architecture": "deepmedic", "parameters": {"map": [1]}}}, ["m"], "no hyper-parameter"),
+        ({"m": {"architecture": "deepmedic", "training": {"validation_tile": "big"}}}, ["m"],
+         "model 'm': validation_tile must be 'auto' or a positive number"),
         ({"m": {"architecture": "inputcascadecnn"}}, ["m"], "'first:' names the first network"),
         ({"m": {"architecture": "inputcascadecnn", "first": "d"}, "d": {"architecture": "deepmedic"}}, ["m", "d"],
          "must be a twopathcnn model"),

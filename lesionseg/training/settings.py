@@ -90,6 +90,9 @@ def training_settings(architecture: str, overrides: Mapping[str, Any] | None = N
         raise ValueError(f"unknown training setting(s) {unknown}; known: {known}")
     for key, value in COMMON_DEFAULTS.items():
         settings.setdefault(key, value)
+    tile = settings["validation_tile"]
+    if tile != "auto" and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 1):
+        raise ValueError(f"validation_tile must be 'auto' or a positive number of output voxels, got {tile!r}")
     return settings
 
 
