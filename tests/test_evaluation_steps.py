@@ -84,7 +84,8 @@ def test_dataset_summary_files(tmp_path):
     for method, prefix in (("net", "raw"), ("net+crf", "crf")):
         evaluate_method(subjects, [tmp_path / f"{prefix}{i}.nii.gz" for i in range(3)], truths, BRATS,
                         tmp_path / f"{method}.csv")
-    out = {name: tmp_path / name for name in ("s.csv", "s.md", "s.html", "sig.csv", "box.png", "crf.png")}
+    out = {name: tmp_path / name
+           for name in ("s.csv", "s.md", "s.html", "sig.csv", "cmp.csv", "box.png", "crf.png")}
     summarise_dataset("d", {"net": tmp_path / "net.csv", "net+crf": tmp_path / "net+crf.csv"}, BRATS,
                       *out.values())
     summary = pd.read_csv(out["s.csv"])
@@ -95,6 +96,8 @@ def test_dataset_summary_files(tmp_path):
     significance = pd.read_csv(out["sig.csv"])
     assert set(significance["region"]) == {"WT", "TC", "ET"} and (significance["n"] == 3).all()
     assert out["box.png"].stat().st_size > 10_000
+    comparison = pd.read_csv(out["cmp.csv"])  # one network: the header only
+    assert comparison.empty and "compared_with" in comparison.columns
 
 
 def test_runtimes_per_rule_from_benchmark_files(tmp_path):

@@ -82,6 +82,15 @@ def test_summary_page_has_the_papers_layout_regions_and_lesion_wise_table():
     assert "Lesion-wise" not in cells(without, "th")  # older per-subject tables: no empty columns
 
 
+def test_summary_page_compares_networks_only_when_there_are_two():
+    assert "Methods compared" not in summary_html(results(), SCHEME, "demo")  # m and m+crf: one network
+    two = results().assign(method=lambda f: f["method"].astype(str).replace({"m+crf": "other"}))
+    section = summary_html(two, SCHEME, "demo").split("Methods compared")[1].split("<h2>")[0]
+    assert "Better mean" in cells(section, "th")
+    # m against other on WT Dice: means over s1 and s2, other's higher by 0.05 on both.
+    assert cells(section)[:9] == ["m", "other", "WT", "Dice", "2", "0.700", "0.750", "-0.050", "other"]
+
+
 def test_subject_rows_are_in_subject_order_with_splits_and_every_metric():
     table = subject_rows(results(), {"s1": "test", "s2": "test", "u": "test"})
     assert list(table["Subject"].unique()) == ["s1", "s2", "u"]

@@ -41,7 +41,9 @@ from lesionseg.reporting.tables import (
     grouped_summary,
     load_per_subject,
     markdown_table,
+    method_comparison,
     smallest_p_value,
+    summary_markdown,
     summary_table,
     volume_table,
     write_summary,
@@ -280,6 +282,111 @@ def test_crf_without_twins_is_empty():
     results, _, _ = paired_results()
     table = crf_significance(results[results["method"] != "m+crf"], ["lesion"])
     assert table.empty and "p_value" in table.columns
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Networks compared
+
+NETWORK_DICE = {
+    # WT: c is best on its 4 subjects (mean 0.85), then b (0.7); ET: b (0.6) beats c (0.4), a (0.2) is last.
+    ("a", "WT"): [0.50, 0.55, 0.60, 0.65, 0.30, 0.90],
+    ("b", "WT"): [0.60, 0.70, 0.65, 0.75, 0.70, 0.80],
+    ("c", "WT"): [0.80, 0.90, 0.85, 0.85],  # subjects s0-s3 only
+    ("a", "ET"): [0.20] * 6,
+    ("b", "ET"): [0.60] * 6,
+    ("c", "ET"): [0.40] * 4,
+    # With the CRF: a+crf and b+crf tie on WT (mean 0.6); c has no CRF variant.
+    ("a+crf", "WT"): [0.55, 0.65, 0.55, 0.65, 0.55, 0.65],
+    ("b+crf", "WT"): [0.60] * 6,
+    ("a+crf", "ET"): [0.30] * 6,
+    ("b+crf", "ET"): [0.30] * 6,
+}
+
+
+def network_results(dice=NETWORK_DICE):
+    records = [rows(method, f"s{i}", region, dice=value, hd95=10.0 * (1 - value))
+               for (method, region), values in dice.items() for i, value in enumerate(values)]
+    return results_frame(records, ["a", "b", "c", "a+crf", "b+crf"])
+
+
+def test_comparison_takes_the_best_other_network_after_the_same_steps_and_lists_a_pair_once():
+    table = method_comparison(network_results(), REGIONS)
+    pairs = table.drop_duplicates(["method", "region"])
+    compared = {(m, r): o for m, o, r in zip(pairs["method"], pairs["compared_with"], pairs["region"], strict=True)}
+    assert compared == {
+        ("a", "WT"): "c", ("b", "WT"): "c",  # c's best other is b: already listed as b vs c
+        ("a", "ET"): "b", ("b", "ET"): "c",  # c's best other is b: already listed as b vs c
+        ("a+crf", "WT"): "b+crf",  # a tie: b+crf is the only other with the CRF; c+crf does not exist
+        ("a+crf", "ET"): "b+crf",
+    }
+    assert list(table.columns) == ["method", "compared_with", "region", "metric", "n", "mean_method", "mean_other",
+                                   "mean_difference", "statistic", "p_value", "smallest_p", "note"]
+    assert set(table["metric"]) == {"dice", "hd95"}
+    assert list(table["method"].unique()) == ["a", "b", "a+crf"]  # method order
+
+
+def test_comparison_ties_go_to_the_first_in_method_order():
+    dice = {("a", "WT"): [0.5, 0.6], ("b", "WT"): [0.7, 0.8], ("c", "WT"): [0.8, 0.7],
+            ("a", "ET"): [0.5, 0.6], ("b", "ET"): [0.5, 0.6], ("c", "ET"): [0.5, 0.6]}
+    table = method_comparison(network_results(dice), REGIONS, metrics=["dice"]).set_index(["method", "region"])
+    assert table.loc[("a", "WT"), "compared_with"] == "b"  # b and c tie at 0.75: b comes first
+    # ET: all three tie. a vs b; b's best other is a (a pair listed already); c's is a.
+    assert table.loc[("a", "ET"), "compared_with"] == "b"
+    assert ("b", "ET") not in table.index
+    assert table.loc[("c", "ET"), "compared_with"] == "a"
+
+
+def test_comparison_pairs_only_the_subjects_both_scored():
+    table = method_comparison(network_results(), REGIONS).set_index(["method", "region", "metric"])
+    wt = table.loc[("a", "WT", "dice")]
+    assert wt["n"] == 4  # c scored s0-s3 only; a's s4 and s5 are left out
+    assert wt["mean_method"] == pytest.approx(np.mean([0.50, 0.55, 0.60, 0.65]))
+    assert wt["mean_other"] == pytest.approx(0.85)
+    assert wt["mean_difference"] == pytest.approx(0.575 - 0.85)
+    assert wt["smallest_p"] == pytest.approx(2 / 2**4)
+    assert table.loc[("a", "ET", "dice"), "n"] == 6
+    hd95 = table.loc[("a", "WT", "hd95")]
+    assert hd95["mean_difference"] == pytest.approx(10 * (0.85 - 0.575))  # worse boundary: a positive difference
+
+
+def test_comparison_matches_scipy_on_a_hand_made_example():
+    ours = [0.81, 0.62, 0.90, 0.55, 0.73, 0.68, 0.77, 0.84]
+    theirs = [0.78, 0.66, 0.83, 0.49, 0.75, 0.60, 0.70, 0.86]
+    dice = {("deepmedic", "WT"): ours, ("nnunet", "WT"): theirs, ("deepmedic", "ET"): ours,
+            ("nnunet", "ET"): theirs}
+    records = [rows(m, f"s{i}", r, dice=v, hd95=10.0 * (1 - v)) for (m, r), vs in dice.items()
+               for i, v in enumerate(vs)]
+    table = method_comparison(results_frame(records), REGIONS, metrics=["dice"])
+    assert list(table["method"]) == ["deepmedic", "deepmedic"]  # nnunet vs deepmedic is the same pair
+    expected = stats.wilcoxon(ours, theirs, alternative="two-sided")
+    assert table.loc[0, "statistic"] == pytest.approx(expected.statistic)
+    assert table.loc[0, "p_value"] == pytest.approx(expected.pvalue)
+    assert table.loc[0, "mean_difference"] == pytest.approx(np.mean(ours) - np.mean(theirs))
+
+
+def test_comparison_of_one_network_is_empty():
+    results, _, _ = paired_results()  # m, m+crf and solo: two networks
+    one = results[results["method"].isin(["m", "m+crf"])]
+    table = method_comparison(one, ["lesion"])
+    assert table.empty and "compared_with" in table.columns and "p_value" in table.columns
+    assert "## Methods compared\n\nNo two networks" in summary_markdown(one, ["lesion"])
+    assert set(method_comparison(results, ["lesion"])["compared_with"]) == {"solo"}  # m vs solo; m+crf has none
+
+
+def test_markdown_and_csv_of_the_comparison(tmp_path):
+    results = network_results()
+    md_path, csv_path = tmp_path / "s.md", tmp_path / "comparison.csv"
+    write_summary(results, REGIONS, tmp_path / "s.csv", md_path, comparison_csv_path=csv_path)
+    markdown = md_path.read_text(encoding="utf-8")
+    section = markdown.index("## Methods compared")
+    assert markdown.index("## Scores of the test subjects") < section < markdown.index("## Effect of the CRF")
+    assert "| Method | Compared with | Region | Metric | n |" in markdown
+    assert "two-sided Wilcoxon signed-rank" in markdown and "not corrected for multiple comparisons" in markdown
+    assert "| a | c | WT | Dice | 4 | 0.575 | 0.850 | -0.275 | c |" in markdown
+    assert "| a | c | WT | HD95 (mm) | 4 | 4.2 | 1.5 | +2.8 | c |" in markdown  # lower is better
+    written = pd.read_csv(csv_path).fillna({"note": ""})
+    pd.testing.assert_frame_equal(written, method_comparison(results, REGIONS), check_dtype=False)
+    assert not list(tmp_path.glob(".*tmp*"))
 
 
 # ---------------------------------------------------------------------------------------------------------------

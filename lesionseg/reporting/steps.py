@@ -24,6 +24,7 @@ from lesionseg.reporting.pages import (
     table_html,
 )
 from lesionseg.reporting.tables import (
+    COMPARISON_LEGEND,
     HEADLINE_METRICS,
     LESION_TABLE_METRICS,
     LESIONWISE_LEGEND,
@@ -33,10 +34,12 @@ from lesionseg.reporting.tables import (
     SUMMARY_LEGEND,
     crf_significance,
     format_value,
+    formatted_comparison,
     formatted_postprocessing,
     formatted_significance,
     grouped_summary,
     load_per_subject,
+    method_comparison,
     method_order,
     postprocessing_table,
     summary_table,
@@ -60,7 +63,7 @@ def _section(heading: str, body: str, text: str) -> str:
 
 def summary_html(results: pd.DataFrame, scheme: LabelScheme, title: str) -> str:
     """A standalone HTML page: the headline table (means) and the median [IQR] table beside it, the lesion-wise
-    table, the CRF's effect and the unscored subjects' volumes."""
+    table, the networks compared (with two or more), the CRF's effect and the unscored subjects' volumes."""
     regions = list(scheme.regions)
     parts = []
     summary = summary_table(results, regions)
@@ -76,6 +79,10 @@ def summary_html(results: pd.DataFrame, scheme: LabelScheme, title: str) -> str:
         if lesionwise.shape[1] > 1:
             parts.append(_section("Lesion-wise scores (BraTS 2023+, ISLES)", table_html(lesionwise),
                                   LESIONWISE_LEGEND))
+    comparison = method_comparison(results, regions)
+    if not comparison.empty:
+        parts.append(_section("Methods compared (paired Wilcoxon signed-rank test)",
+                              table_html(formatted_comparison(comparison), index=False), COMPARISON_LEGEND))
     significance = crf_significance(results, regions)
     if not significance.empty:
         parts.append(_section("Effect of the CRF (paired Wilcoxon signed-rank test)",
@@ -136,13 +143,15 @@ def read_splits(manifest_path: PathLike) -> dict[str, str]:
 
 def summarise_dataset(dataset: str, per_subject: Mapping[str, PathLike], scheme: LabelScheme, csv_path: PathLike,
                       markdown_path: PathLike, html_path: PathLike, significance_path: PathLike,
-                      boxplot_path: PathLike, crf_effect_path: PathLike) -> None:
-    """Every summary of one dataset, from each method's per-subject table (methods in the given order)."""
+                      comparison_path: PathLike, boxplot_path: PathLike, crf_effect_path: PathLike) -> None:
+    """Every summary of one dataset, from each method's per-subject table (methods in the given order):
+    ``comparison_path`` is the networks' comparison (:func:`~lesionseg.reporting.tables.method_comparison`),
+    with a header only when the dataset has fewer than two networks."""
     results = load_per_subject(per_subject)
     regions = list(scheme.regions)
     title = f"{dataset}: evaluation on the test subjects"
     write_summary(results, regions, csv_path, markdown_path, significance_csv_path=significance_path, title=title,
-                  region_legend=scheme.region_legend())
+                  region_legend=scheme.region_legend(), comparison_csv_path=comparison_path)
     with atomic_path(html_path) as tmp:
         tmp.write_text(summary_html(results, scheme, title))
     colours = dict(scheme.region_colours)

@@ -16,6 +16,9 @@ followed by ``+pp`` (after the post-processing chosen on the validation split;
   [IQR] in the table beside it).
 - :func:`crf_significance`: paired two-sided Wilcoxon signed-rank test of every
   method against the same method after the CRF, per region and metric.
+- :func:`method_comparison`: the same test of every method against the best
+  method of another network (``deepmedic`` vs ``nnunet``), per region, for Dice
+  and HD95.
 - :func:`volume_table`: predicted volumes (ml) of the subjects without truth,
   which are reported but never scored.
 - :func:`write_summary`: all of the above as a CSV and a Markdown report,
@@ -41,7 +44,7 @@ from scipy import stats
 
 from lesionseg.evaluation.lesionwise import LESIONWISE_METRICS
 from lesionseg.evaluation.metrics import METRICS
-from lesionseg.inference.methods import CRF_SUFFIX
+from lesionseg.inference.methods import CRF_SUFFIX, split_method, split_postprocessing
 from lesionseg.inference.postprocessing import RegionOperation
 from lesionseg.io import atomic_path
 
@@ -70,6 +73,15 @@ SIGNIFICANCE_COLUMNS: tuple[str, ...] = (
     "smallest_p", "note",
 )
 """Columns of :func:`crf_significance`."""
+
+COMPARISON_METRICS: tuple[str, ...] = ("dice", "hd95")
+"""Metrics on which the networks are compared: the overlap and the boundary distance the papers rank by."""
+
+COMPARISON_COLUMNS: tuple[str, ...] = (
+    "method", "compared_with", "region", "metric", "n", "mean_method", "mean_other", "mean_difference", "statistic",
+    "p_value", "smallest_p", "note",
+)
+"""Columns of :func:`method_comparison`."""
 
 
 @dataclass(frozen=True)
@@ -295,15 +307,23 @@ def _by_subject(scored: pd.DataFrame, method: str, region: str, metric: str) -> 
     return rows.set_index("subject")[metric].astype(np.float64)
 
 
+def paired_values(scored: pd.DataFrame, methods: Mapping[str, str], region: str, metric: str) -> pd.DataFrame:
+    """One column per entry of ``methods`` (column name -> method), in its order: ``metric`` of ``region`` for
+    the subjects scored by every one of the methods (index: subject). Raises if a subject appears twice for a
+    method."""
+    return pd.concat({name: _by_subject(scored, method, region, metric) for name, method in methods.items()},
+                     axis=1, join="inner").dropna()
+
+
 def crf_paired_values(scored: pd.DataFrame, method: str, crf_method: str, region: str, metric: str) -> pd.DataFrame:
     """Columns ``without`` and ``with``: ``metric`` of ``region`` for the subjects scored by both ``method`` and
-    ``crf_method`` (index: subject). Raises if a subject appears twice for a method."""
-    return pd.concat({"without": _by_subject(scored, method, region, metric),
-                      "with": _by_subject(scored, crf_method, region, metric)}, axis=1, join="inner").dropna()
+    ``crf_method`` (index: subject); :func:`paired_values`."""
+    return paired_values(scored, {"without": method, "with": crf_method}, region, metric)
 
 
-def paired_wilcoxon(without: np.ndarray, with_crf: np.ndarray) -> tuple[float, float, str]:
-    """Two-sided Wilcoxon signed-rank test of paired values: ``(statistic, p_value, note)``.
+def paired_wilcoxon(reference: np.ndarray, compared: np.ndarray) -> tuple[float, float, str]:
+    """Two-sided Wilcoxon signed-rank test of paired values, on the differences ``compared - reference``:
+    ``(statistic, p_value, note)``.
 
     Degenerate cases are not passed to scipy: fewer than 2 pairs give NaN
     statistic and p-value; differences all zero give p = 1 (no evidence of any
@@ -311,19 +331,19 @@ def paired_wilcoxon(without: np.ndarray, with_crf: np.ndarray) -> tuple[float, f
     ``zero_method='wilcox'``); scipy's warnings (e.g. a normal approximation on
     a small sample) go to the note instead of the console.
     """
-    without = np.asarray(without, dtype=np.float64)
-    with_crf = np.asarray(with_crf, dtype=np.float64)
-    n = without.size
+    reference = np.asarray(reference, dtype=np.float64)
+    compared = np.asarray(compared, dtype=np.float64)
+    n = reference.size
     if n < 2:
         return math.nan, math.nan, f"not tested: {n} paired subject{'s' if n != 1 else ''}, need 2 or more"
-    differences = with_crf - without
+    differences = compared - reference
     n_zero = int(np.count_nonzero(differences == 0))
     if n_zero == n:
         return math.nan, 1.0, "all differences are zero"
     notes = [f"{n_zero} zero difference{'s' if n_zero > 1 else ''} dropped"] if n_zero else []
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        result = stats.wilcoxon(with_crf, without, alternative="two-sided")
+        result = stats.wilcoxon(compared, reference, alternative="two-sided")
     notes += sorted({str(w.message).splitlines()[0] for w in caught})
     return float(result.statistic), float(result.pvalue), "; ".join(notes)
 
@@ -333,6 +353,26 @@ def smallest_p_value(n: int) -> float:
     differences, no ties): every difference of one sign, ``2 / 2**n`` (0.125 for 4 pairs); NaN below 2 pairs.
     With few subjects nothing below it can be reached, however large the effect."""
     return 2.0 / 2.0**n if n >= 2 else math.nan
+
+
+def paired_test(pairs: pd.DataFrame) -> dict[str, Any]:
+    """The test of a :func:`paired_values` frame of two columns, reference then compared (e.g. ``without`` and
+    ``with``): ``n`` pairs, ``mean_<reference>``, ``mean_<compared>``, ``mean_difference`` (mean of compared -
+    reference), and the ``statistic``, ``p_value`` and ``note`` of :func:`paired_wilcoxon` with the
+    ``smallest_p`` attainable with the pairs that differ (:func:`smallest_p_value`). Means are NaN without
+    pairs."""
+    reference, compared = pairs.columns
+    before, after = pairs[reference].to_numpy(), pairs[compared].to_numpy()
+    statistic, p_value, note = paired_wilcoxon(before, after)
+    changed = int(np.count_nonzero(after != before))  # zero differences are dropped
+    empty = len(pairs) == 0
+    return {
+        "n": len(pairs),
+        f"mean_{reference}": math.nan if empty else float(before.mean()),
+        f"mean_{compared}": math.nan if empty else float(after.mean()),
+        "mean_difference": math.nan if empty else float((after - before).mean()),
+        "statistic": statistic, "p_value": p_value, "smallest_p": smallest_p_value(changed), "note": note,
+    }
 
 
 def crf_significance(
@@ -352,24 +392,63 @@ def crf_significance(
     metrics = present_metrics(results, metrics)
     _check_columns(results, regions, metrics)
     scored = scored_rows(results)
-    rows = []
-    for method, crf_method in crf_pairs(scored):
-        for region in regions:
-            for metric in metrics:
-                pairs = crf_paired_values(scored, method, crf_method, region, metric)
-                without, with_crf = pairs["without"].to_numpy(), pairs["with"].to_numpy()
-                statistic, p_value, note = paired_wilcoxon(without, with_crf)
-                changed = int(np.count_nonzero(with_crf != without))  # zero differences are dropped
-                empty = len(pairs) == 0
-                rows.append({
-                    "method": method, "region": region, "metric": metric, "n": len(pairs),
-                    "mean_without": math.nan if empty else float(without.mean()),
-                    "mean_with": math.nan if empty else float(with_crf.mean()),
-                    "mean_difference": math.nan if empty else float((with_crf - without).mean()),
-                    "statistic": statistic, "p_value": p_value, "smallest_p": smallest_p_value(changed),
-                    "note": note,
-                })
+    rows = [{"method": method, "region": region, "metric": metric,
+             **paired_test(crf_paired_values(scored, method, crf_method, region, metric))}
+            for method, crf_method in crf_pairs(scored) for region in regions for metric in metrics]
     return pd.DataFrame(rows, columns=list(SIGNIFICANCE_COLUMNS))
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Networks compared
+
+
+def _variant(method: str) -> tuple[bool, bool]:
+    """``(with CRF, with post-processing)``: what follows the network in a method's name."""
+    return split_method(method)[1], split_postprocessing(method)[1]
+
+
+def best_other(scored: pd.DataFrame, method: str, region: str) -> str | None:
+    """The method of another network, after the same steps as ``method`` (CRF, post-processing), with the
+    highest mean Dice of ``region`` over the subjects it scored; the first in method order on a tie. None if
+    no other network has that variant scored."""
+    candidates = [m for m in method_order(scored)
+                  if split_method(m)[0] != split_method(method)[0] and _variant(m) == _variant(method)]
+    means = {m: _by_subject(scored, m, region, "dice").mean() for m in candidates}
+    means = {m: mean for m, mean in means.items() if np.isfinite(mean)}
+    return max(means, key=means.__getitem__) if means else None  # max keeps the first of equal values
+
+
+def method_comparison(
+    results: pd.DataFrame, regions: Sequence[str], metrics: Sequence[str] = COMPARISON_METRICS
+) -> pd.DataFrame:
+    """Is a network better than the others? One row per method, region and metric: the method against
+    :func:`best_other`, the best method of another network after the same steps (``deepmedic`` against the
+    best of ``nnunet`` and ``havaei``, ``deepmedic+crf`` against the best ``+crf`` one), chosen per region by
+    mean Dice.
+
+    Like against like keeps the table readable and answers the question asked (which network, with the
+    same CRF and post-processing); the effect of the CRF is :func:`crf_significance`'s. A pair is listed
+    once: when each method is the other's best (always, with two networks), under the first in method
+    order. Pairs are the subjects with truth scored by both. Columns (see :data:`COMPARISON_COLUMNS`):
+    ``n`` pairs, their means for the method and the other, ``mean_difference`` = mean of (method - other)
+    (positive: the method's scores are higher, which is worse for distances), then the Wilcoxon test of
+    :func:`paired_test`; p-values are not corrected for multiple comparisons. Empty (with the columns) with
+    fewer than two networks.
+    """
+    metrics = present_metrics(results, metrics)
+    _check_columns(results, regions, list(dict.fromkeys(["dice", *metrics])))  # Dice chooses the other
+    scored = scored_rows(results)
+    rows, listed = [], set()
+    for method in method_order(scored):
+        for region in regions:
+            other = best_other(scored, method, region)
+            if other is None or (other, method, region) in listed:
+                continue
+            listed.add((method, other, region))
+            rows += [{"method": method, "compared_with": other, "region": region, "metric": metric,
+                      **paired_test(paired_values(scored, {"other": other, "method": method}, region, metric))}
+                     for metric in metrics]
+    return pd.DataFrame(rows, columns=list(COMPARISON_COLUMNS))
 
 
 def format_p_value(p: float) -> str:
@@ -399,6 +478,39 @@ def formatted_significance(significance: pd.DataFrame) -> pd.DataFrame:
         })
     return pd.DataFrame(rows, columns=["Method", "Region", "Metric", "n", "Without CRF", "With CRF", "Difference",
                                        "p", "Smallest p", "Note"])
+
+
+def better_mean(method: str, other: str, mean_difference: float, metric: str) -> str:
+    """Whose mean of ``metric`` is better, given ``mean_difference`` = method - other (lower is better for
+    distances); ``–`` when they are equal or there are none."""
+    if not np.isfinite(mean_difference) or mean_difference == 0:
+        return _NA
+    return method if (mean_difference < 0) == metric_display(metric).lower_is_better else other
+
+
+def formatted_comparison(comparison: pd.DataFrame) -> pd.DataFrame:
+    """:func:`method_comparison` as strings in each metric's display unit, for Markdown and HTML, with the
+    method whose mean is better named, so that the sign of an HD95 difference need not be decoded."""
+    rows = []
+    for _, row in comparison.iterrows():
+        metric = str(row["metric"])
+        rows.append({
+            "Method": row["method"],
+            "Compared with": row["compared_with"],
+            "Region": row["region"],
+            "Metric": metric_heading(metric),
+            "n": int(row["n"]),
+            "Method's mean": format_value(row["mean_method"], metric),
+            "Other's mean": format_value(row["mean_other"], metric),
+            "Difference": format_value(row["mean_difference"], metric, signed=True),
+            "Better mean": better_mean(str(row["method"]), str(row["compared_with"]), row["mean_difference"],
+                                       metric),
+            "p": format_p_value(row["p_value"]),
+            "Smallest p": format_p_value(row["smallest_p"]),
+            "Note": row["note"],
+        })
+    return pd.DataFrame(rows, columns=["Method", "Compared with", "Region", "Metric", "n", "Method's mean",
+                                       "Other's mean", "Difference", "Better mean", "p", "Smallest p", "Note"])
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -547,6 +659,13 @@ SIGNIFICANCE_LEGEND = (
     "the same way): "
     "with few subjects no difference can reach a conventional significance level."
 )
+COMPARISON_LEGEND = (
+    "Each method against the best method of another network after the same steps (highest mean Dice of the "
+    "region; each pair listed once), paired on the n subjects scored by both: difference = mean of (method - "
+    "other), so a positive difference is better for Dice and worse for HD95 (better mean names the method); p: "
+    "two-sided Wilcoxon signed-rank test, not corrected for multiple comparisons; smallest p: the lowest p the "
+    "test can give with the pairs that differ."
+)
 
 
 def _write_text(path: PathLike, text: str) -> None:
@@ -565,11 +684,13 @@ def summary_markdown(
     significance: bool | pd.DataFrame = True,
     title: str = "Evaluation summary",
     region_legend: str = "",
+    comparison: bool | pd.DataFrame = True,
 ) -> str:
     """The Markdown report: the headline table (means), the median [IQR] table, the lesion-wise table, the
-    CRF significance table, then the predicted volumes of the subjects without truth (if any); each with its
-    legend, ``region_legend`` (the regions' labels) under the first. ``significance`` is True (compute it),
-    False (leave the section out) or a precomputed :func:`crf_significance` table."""
+    networks compared, the CRF significance table, then the predicted volumes of the subjects without truth
+    (if any); each with its legend, ``region_legend`` (the regions' labels) under the first. ``significance``
+    and ``comparison`` are True (compute it), False (leave the section out) or a precomputed
+    :func:`crf_significance` / :func:`method_comparison` table."""
     summary = summary_table(results, regions)
     parts = [f"# {title}\n"]
     parts.append("## Scores of the test subjects with truth\n")
@@ -586,6 +707,14 @@ def summary_markdown(
             parts.append("### Lesion-wise\n")
             parts.append(markdown_table(flat_headings(lesionwise)))
             parts.append(LESIONWISE_LEGEND + "\n")
+    if comparison is not False:
+        table = method_comparison(results, regions) if comparison is True else comparison
+        parts.append("## Methods compared\n")
+        if table.empty:
+            parts.append("No two networks were scored after the same steps: there is nothing to compare.\n")
+        else:
+            parts.append(markdown_table(formatted_comparison(table)))
+            parts.append(COMPARISON_LEGEND + "\n")
     if significance is not False:
         table = crf_significance(results, regions) if significance is True else significance
         parts.append("## Effect of the CRF\n")
@@ -612,19 +741,27 @@ def write_summary(
     significance_csv_path: PathLike | None = None,
     title: str = "Evaluation summary",
     region_legend: str = "",
+    comparison: bool | pd.DataFrame = True,
+    comparison_csv_path: PathLike | None = None,
 ) -> pd.DataFrame:
     """Write the numeric summary as CSV (column ``method`` first) and the Markdown report, atomically.
 
-    ``significance`` as in :func:`summary_markdown`; ``significance_csv_path``
-    also writes the CRF significance table as CSV. Returns the numeric summary.
+    ``significance`` and ``comparison`` as in :func:`summary_markdown`; ``significance_csv_path`` and
+    ``comparison_csv_path`` also write the CRF significance table and the networks' comparison as CSV.
+    Returns the numeric summary.
     """
     summary = summary_table(results, regions)
     if significance is True:
         significance = crf_significance(results, regions)
-    markdown = summary_markdown(results, regions, significance, title, region_legend)
+    if comparison is True:
+        comparison = method_comparison(results, regions)
+    markdown = summary_markdown(results, regions, significance, title, region_legend, comparison)
     _write_csv(csv_path, summary, index=True)
     if significance_csv_path is not None:
         table = significance if isinstance(significance, pd.DataFrame) else crf_significance(results, regions)
         _write_csv(significance_csv_path, table, index=False)
+    if comparison_csv_path is not None:
+        table = comparison if isinstance(comparison, pd.DataFrame) else method_comparison(results, regions)
+        _write_csv(comparison_csv_path, table, index=False)
     _write_text(markdown_path, markdown)
     return summary
