@@ -25,6 +25,7 @@ from lesionseg.inference.dense import default_device, predict_volume
 from lesionseg.inference.outputs import read_probabilities, write_probabilities
 from lesionseg.io import Volume, atomic_path, read_image
 from lesionseg.labels import LabelScheme
+from lesionseg.nnunet.prediction import NnUNetModel
 from lesionseg.training.checkpoints import build_networks, check_fingerprint, read_model_file
 
 log = logging.getLogger(__name__)
@@ -52,17 +53,23 @@ def read_mask(path: PathLike) -> np.ndarray:
 
 def network_probabilities(names: Sequence[str], networks: Sequence[torch.nn.Module], image: np.ndarray,
                           mask: np.ndarray, device: torch.device, settings: Mapping[str, Any],
-                          progress: bool = True) -> np.ndarray:
-    """Dense inference of networks on one image ``(c, x, y, z)``: their mean probabilities (float32, summed in
-    float64 as :func:`ensemble_subject` averages files)."""
+                          progress: bool = True, spacing: Sequence[float] | None = None) -> np.ndarray:
+    """Dense inference of networks on one image ``(c, x, y, z)`` of voxel sizes ``spacing`` (mm): their mean
+    probabilities (float32, summed in float64 as :func:`ensemble_subject` averages files). nnU-Net networks are
+    applied by nnU-Net's predictor with ``settings["nnunet"]`` (mirroring, tile_step_size)."""
     segment = settings["segment_size"]
     total = None
     for name, network in zip(names, networks, strict=True):
-        probabilities = predict_volume(
-            network, image, mask, device, tile_output=None if segment == "auto" else int(segment),
-            batch_size=settings["batch_size"], precision=settings["precision"],
-            memory_budget_mb=settings["memory_budget_mb"], progress=progress,
-        )
+        if isinstance(network, NnUNetModel):
+            if spacing is None:
+                raise ValueError(f"{name}: an nnU-Net network needs the image's voxel sizes")
+            probabilities = network.predict(image, spacing, device, settings.get("nnunet", {}), progress=progress)
+        else:
+            probabilities = predict_volume(
+                network, image, mask, device, tile_output=None if segment == "auto" else int(segment),
+                batch_size=settings["batch_size"], precision=settings["precision"],
+                memory_budget_mb=settings["memory_budget_mb"], progress=progress,
+            )
         if len(networks) == 1:
             return probabilities
         log.info("network %s done", name)
@@ -115,7 +122,9 @@ def infer_subject(model_paths: Sequence[PathLike], image_path: PathLike, mask_pa
         raise ValueError(f"{image_path}: {data.shape[0]} channels, but the model {model_paths[0]} was trained on "
                          f"{expected} ({', '.join(contents['modalities'])})")
     start = time.perf_counter()
-    probabilities = network_probabilities(names, networks, data, read_mask(mask_path), device, settings)
+    spacing = tuple(float(s) for s in np.linalg.norm(image.affine[:3, :3], axis=0))
+    probabilities = network_probabilities(names, networks, data, read_mask(mask_path), device, settings,
+                                          spacing=spacing)
     log.info("%s: dense inference of %s voxels on %s in %.1f s", ", ".join(map(str, model_paths)),
              "x".join(map(str, data.shape[1:])), device, time.perf_counter() - start)
     n_classes = n_classes or probabilities.shape[0]

@@ -9,7 +9,9 @@ that holds only tensors and plain data, so that it is read with
     name                     the model (or ensemble) it is
     networks                 one or more networks, averaged (an ensemble, or the models of k folds):
                              name, architecture, parameters, in_channels, n_classes, training, phase,
-                             best_epoch, best_score, history, state_dict
+                             best_epoch, best_score, history, state_dict (architecture nnunet: parameters
+                             hold nnU-Net's plans, configuration, dataset.json, trainer and mirroring axes,
+                             state_dict its network's weights; lesionseg.nnunet.training)
     scheme                   the label scheme: classes in output order (with names) and regions
     modalities               the input channels, in order
     preprocessing            the full preprocessing settings of the training data
@@ -30,6 +32,7 @@ from torch import nn
 from lesionseg.io import atomic_path
 from lesionseg.machine import package_versions
 from lesionseg.models import build_model
+from lesionseg.nnunet import ARCHITECTURE as NNUNET
 
 MODEL_FILE_FORMAT = "lesionseg-model"
 MODEL_FILE_VERSION = 1
@@ -96,6 +99,11 @@ def build_networks(contents: Mapping[str, Any], device: torch.device | str = "cp
     """The networks of a model file, with their weights, in eval mode on ``device``."""
     networks = []
     for record in contents["networks"]:
+        if record["architecture"] == NNUNET:  # nnU-Net's own network, applied by its predictor
+            from lesionseg.nnunet.prediction import NnUNetModel
+
+            networks.append(NnUNetModel(record, contents["scheme"]).eval())
+            continue
         network = build_model(record["architecture"], record["in_channels"], record["n_classes"],
                               record["parameters"])
         network.load_state_dict(record["state_dict"])

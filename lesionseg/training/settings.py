@@ -9,10 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from lesionseg.config import ConfigError
+from lesionseg.nnunet import ARCHITECTURE as NNUNET
+from lesionseg.nnunet import INFERENCE_DEFAULTS as NNUNET_INFERENCE_DEFAULTS
 from lesionseg.preprocessing.settings import deep_update
 
 FAMILIES = {
@@ -23,6 +25,7 @@ FAMILIES = {
     "inputcascadecnn": "havaei",
     "localcascadecnn": "havaei",
     "mfcascadecnn": "havaei",
+    "nnunet": "nnunet",
 }
 
 TRAINING_DEFAULTS: dict[str, dict[str, Any]] = {
@@ -62,6 +65,18 @@ TRAINING_DEFAULTS: dict[str, dict[str, Any]] = {
         "phase2": {"epochs": 3, "lr": 5e-4},
         "validation_tile": "auto",
     },
+    # nnU-Net v2's trainer (Isensee et al. 2021): 1000 epochs of 250 iterations (a GPU budget), 50 validation
+    # iterations, SGD from lr 0.01 with its poly schedule; the patch and batch sizes are its plans'. Data
+    # augmentation in `augmentation_processes` worker processes (auto: none on the CPU, whose cores train the
+    # network, else up to 12, nnU-Net's own choice for a GPU); compile: torch.compile (GPU runs of many epochs).
+    "nnunet": {
+        "epochs": 1000,
+        "iterations_per_epoch": 250,
+        "val_iterations_per_epoch": 50,
+        "initial_lr": 0.01,
+        "augmentation_processes": "auto",
+        "compile": False,
+    },
 }
 
 
@@ -90,7 +105,7 @@ def training_settings(architecture: str, overrides: Mapping[str, Any] | None = N
         raise ValueError(f"unknown training setting(s) {unknown}; known: {known}")
     for key, value in COMMON_DEFAULTS.items():
         settings.setdefault(key, value)
-    tile = settings["validation_tile"]
+    tile = settings.get("validation_tile", "auto")
     if tile != "auto" and (isinstance(tile, bool) or not isinstance(tile, int) or tile < 1):
         raise ValueError(f"validation_tile must be 'auto' or a positive number of output voxels, got {tile!r}")
     return settings
@@ -117,6 +132,8 @@ def sampling_plan(model_settings: Sequence[Mapping[str, Any]]) -> dict[str, tupl
     """The sample sets a training subject needs for these models: set name -> (strategy, count)."""
     plan: dict[str, tuple[Any, int]] = {}
     for settings in model_settings:
+        if "sampling" not in settings:  # nnU-Net samples its own patches
+            continue
         for phase in settings["phases"]:
             strategy = phase_strategy(settings, phase)
             name = sample_set_name(strategy)
@@ -143,10 +160,33 @@ class ModelSpec:
     parameters: dict[str, Any]
     training: dict[str, Any]
     first: str | None = None
+    inference: dict[str, Any] = field(default_factory=dict)  # nnU-Net: mirroring, tile_step_size
+
+    @property
+    def is_nnunet(self) -> bool:
+        return self.architecture == NNUNET
 
     @property
     def final_phase(self) -> int:
         return max(self.training["phases"])
+
+
+NNUNET_KEYS = ("configuration", "planner", "plan", "inference")
+"""Keys of an nnU-Net model's entry besides architecture and training."""
+
+
+def nnunet_parameters(entry: Mapping[str, Any]) -> dict[str, Any]:
+    """What an nnU-Net model is planned with: configuration, planner and the planner's size options."""
+    from lesionseg.nnunet.planning import PLAN_OPTIONS, PLANNERS
+
+    planner = entry.get("planner", "default")
+    if planner not in PLANNERS:
+        raise ValueError(f"unknown nnU-Net planner {planner!r}; use one of {', '.join(PLANNERS)}")
+    unknown = sorted(set(entry.get("plan", {})) - set(PLAN_OPTIONS))
+    if unknown:
+        raise ValueError(f"unknown plan option(s) {unknown}; known: {sorted(PLAN_OPTIONS)}")
+    return {"configuration": entry.get("configuration", "3d_fullres"), "planner": planner,
+            "plan": {**PLAN_OPTIONS, **entry.get("plan", {})}}
 
 
 def resolve_models(config: Mapping[str, Any]) -> dict[str, ModelSpec]:
@@ -161,17 +201,29 @@ def resolve_models(config: Mapping[str, Any]) -> dict[str, ModelSpec]:
                                   "training; remove 'parameters:' and 'training:'")
             continue
         architecture = entry["architecture"]
+        nnunet_keys = sorted(set(entry) & set(NNUNET_KEYS))
+        if architecture == NNUNET and entry.get("parameters"):
+            raise ConfigError(f"model {name!r}: an nnU-Net model is sized by its plans; use 'planner:' and 'plan:' "
+                              "instead of 'parameters:'")
+        if architecture != NNUNET and nnunet_keys:
+            raise ConfigError(f"model {name!r}: {nnunet_keys} are settings of nnU-Net models (architecture: nnunet)")
         try:
-            parameters = architecture_parameters(architecture, entry.get("parameters"))
+            if architecture == NNUNET:
+                parameters = nnunet_parameters(entry)
+            else:
+                parameters = architecture_parameters(architecture, entry.get("parameters"))
             training = training_settings(architecture, entry.get("training"))
         except ValueError as err:
             raise ConfigError(f"model {name!r}: {err}") from None
         if not set(training["phases"]) <= {1, 2} or 1 not in training["phases"]:
             raise ConfigError(f"model {name!r}: phases must be [1] or [1, 2], got {training['phases']}")
+        if architecture == NNUNET and training["phases"] != [1]:
+            raise ConfigError(f"model {name!r}: nnU-Net trains in one phase; remove 'phases:'")
         first = entry.get("first")
         if (architecture in CASCADE_FIRST) != (first is not None):
             raise ConfigError(f"model {name!r}: 'first:' names the first network of a cascade, and only of one")
-        specs[name] = ModelSpec(name, architecture, parameters, training, first)
+        inference = {**NNUNET_INFERENCE_DEFAULTS, **entry.get("inference", {})} if architecture == NNUNET else {}
+        specs[name] = ModelSpec(name, architecture, parameters, training, first, inference)
     for spec in specs.values():
         if spec.first is not None:
             first = specs.get(spec.first)
