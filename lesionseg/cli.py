@@ -99,9 +99,9 @@ def export_model_command(configfile: Path, dataset: str, model: str, out: Path, 
 
 
 def predict_command(model: Path, images: Sequence[str], out: Path, mask: Path | None, crf: bool, threads: int,
-                    skull_strip: str | None, coregister: bool) -> int:
+                    skull_strip: str | None, coregister: bool, mirroring: bool = True) -> int:
     """Segment one subject with a model file."""
-    from lesionseg.inference.predict import predict_subject
+    from lesionseg.inference.predict import predict_subject, schema_defaults
     from lesionseg.preprocessing.steps import PreprocessingError
 
     by_modality = {}
@@ -114,8 +114,9 @@ def predict_command(model: Path, images: Sequence[str], out: Path, mask: Path | 
         by_modality[modality] = Path(path)
     logging.getLogger("lesionseg").setLevel(logging.INFO)
     try:
+        inference = {**schema_defaults("inference"), "nnunet": {"mirroring": mirroring}}
         result = predict_subject(model, by_modality, out, mask=mask, crf=crf, threads=threads,
-                                 skull_strip=skull_strip, coregister=coregister)
+                                 skull_strip=skull_strip, coregister=coregister, inference=inference)
     except (ConfigError, PreprocessingError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
@@ -154,6 +155,9 @@ def _parser() -> argparse.ArgumentParser:
     predict_cmd.add_argument("--coregister", action="store_true", help="register every modality to the reference")
     predict_cmd.add_argument("--crf", action="store_true",
                              help="the 3D CRF after the network, with the model's parameters")
+    predict_cmd.add_argument("--no-mirroring", dest="mirroring", action="store_false",
+                             help="nnU-Net networks: no test-time mirroring (8 times faster in 3D, as the workflow "
+                                  "with inference: {mirroring: false})")
     predict_cmd.add_argument("--threads", type=int, default=2)
     return parser
 
@@ -171,7 +175,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("error: give --mask or --skull-strip, not both", file=sys.stderr)
             return 2
         return predict_command(args.model, args.image, args.out, args.mask, args.crf, args.threads,
-                               args.skull_strip, args.coregister)
+                               args.skull_strip, args.coregister, args.mirroring)
     if args.n < 1 or args.spacing <= 0:
         print("error: --n must be >= 1 and --spacing > 0", file=sys.stderr)
         return 2

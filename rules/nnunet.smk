@@ -70,7 +70,7 @@ rule nnunet_plan:
         splits=lambda wc: splits_final(nnunet_folds(wc.dataset)),
     threads: min(8, workflow.cores)
     resources:
-        mem_mb=lambda wc, input: 4000 + 1000 * min(8, workflow.cores),
+        mem_mb=lambda wc, input: 8000 + 1000 * min(8, workflow.cores),  # 6.3 GB measured for 2 tiny cases
         runtime=lambda wc: 30 + len(nnunet_subjects(wc.dataset)) // 10,
     conda:
         "../envs/training.yaml"

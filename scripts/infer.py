@@ -3,7 +3,7 @@
 from lesionseg.logs import log_to_file
 from lesionseg.devices import prepare_torch_process
 
-log_to_file(snakemake.log[0])
+log_to_file(snakemake.log[0], stdout=True)  # nnU-Net's predictor prints
 prepare_torch_process(snakemake.config["gpus"]["jobs_per_gpu"])  # before torch allocates memory or starts CUDA
 
 from lesionseg.inference.steps import infer_subject

@@ -4,7 +4,7 @@ from lesionseg.logs import log_to_file
 from lesionseg.devices import prepare_torch_process
 
 if __name__ == "__main__":  # nnU-Net's data augmentation workers are spawned: they import this file again
-    log_to_file(snakemake.log[0])
+    log_to_file(snakemake.log[0], stdout=True)  # nnU-Net prints its progress
     prepare_torch_process(snakemake.config["gpus"]["jobs_per_gpu"])  # before torch allocates memory or starts CUDA
 
     from pathlib import Path

@@ -43,6 +43,14 @@ MODEL = {
 }
 
 
+# nnU-Net sized for the CPU: its planner's choices for 1 GB of GPU memory with few features, a few short epochs.
+NNUNET = {
+    "architecture": "nnunet", "plan": {"gpu_memory_gb": 1, "base_features": 8, "max_features": 64},
+    "training": {"epochs": 3, "iterations_per_epoch": 8, "val_iterations_per_epoch": 2},
+    "inference": {"mirroring": False},
+}
+
+
 def real_data_config() -> dict:
     """The example entry as documented, pointed at the shared data, with the CPU budget."""
     examples = yaml.safe_load((REPO / "config/examples.yaml").read_text())
@@ -51,8 +59,8 @@ def real_data_config() -> dict:
     entry["root"] = str(DATA)
     entry["split"]["file"] = str(REPO / entry["split"]["file"])
     entry["preprocessing"]["resample"] = {"spacing_mm": 2.0}
-    entry["models"] = ["dm"]
-    return {"datasets": {ENTRY: entry}, "models": {"dm": MODEL},
+    entry["models"], entry["ensembles"] = ["dm", "nn"], []
+    return {"datasets": {ENTRY: entry}, "models": {"dm": MODEL, "nn": NNUNET},
             "crf": {"parameters": {"iterations": 3}, "tune": {"trials": 3}}}
 
 
@@ -100,7 +108,7 @@ def test_results_are_on_the_original_grid_and_clearly_better_than_labelling_the_
     summary = {}
     for subject in TEST_CASES:
         flair = read_image(case_file(subject, "Flair_subtrMeanDivStd.nii.gz"))
-        for method in ("dm", "dm+crf"):
+        for method in ("dm", "dm+crf", "nn", "nn+crf"):
             segmentation = read_image(workdir / f"results/{ENTRY}/segmentations/{method}/{subject}.nii.gz",
                                       dtype=None)
             assert segmentation.data.shape == (240, 240, 155) == flair.data.shape
@@ -114,6 +122,23 @@ def test_results_are_on_the_original_grid_and_clearly_better_than_labelling_the_
     print(json.dumps(summary))
     for subject, row in summary.items():
         assert row["dice_wt"] > 2 * row["trivial_wt"] and row["dice_wt"] > 0.3, (subject, row)
+
+
+def test_nnunet_is_planned_trained_and_applied_by_its_own_package_on_the_pipeline_split(real_run):
+    results = real_run["workdir"] / f"results/{ENTRY}"
+    dataset = results / "nnunet/nn/preprocessed/Dataset001_lesionseg"
+    splits = json.loads((dataset / "splits_final.json").read_text())
+    train = sorted(s for s, split in CASE_FOLDERS.items() if split == "train")
+    validation = sorted(s for s, split in CASE_FOLDERS.items() if split == "validation")
+    assert splits == [{"train": train, "val": validation}]
+    labels = json.loads((dataset / "dataset.json").read_text())["labels"]
+    assert len(labels) == 5 and "regions_class_order" not in labels  # BraTS 2013: plain labels
+    plans = json.loads(next(dataset.glob("nnUNet*Plans.json")).read_text())
+    assert plans["configurations"]["3d_fullres"]["architecture"]["arch_kwargs"]["features_per_stage"][0] == 8
+    scores = pd.read_csv(results / "evaluation/nn/per_subject.csv")
+    assert set(scores["subject"]) == set(TEST_CASES) and scores["dice"].notna().all()
+    history = pd.read_csv(results / "models/nn/phase1/history.csv")
+    assert list(history["epoch"]) == [1, 2, 3]
 
 
 def test_the_report_shows_the_real_dataset(real_run):

@@ -68,7 +68,7 @@ def site_profile(folder: Path) -> Path:
     """
     profile = yaml.safe_load((REPO / "profiles/slurm/config.yaml").read_text())
     profile["default-resources"]["slurm_partition"] = PARTITION
-    for rule in NETWORK_RULES:
+    for rule in [*NETWORK_RULES, "nnunet_train"]:  # nnU-Net's too, as a user would (this cohort has none)
         profile["set-resources"][rule].update(slurm_partition=PARTITION, gpu=0)
         profile["set-threads"][rule] = 2
     profile.update({"slurm-status-command": "squeue", "jobs": 8,
