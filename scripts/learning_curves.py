@@ -8,5 +8,5 @@ log_to_file(snakemake.log[0])
 params = snakemake.params
 scheme = scheme_from_config(params.scheme, name=params.scheme["name"])
 phases = {int(phase): read_history(path) for phase, path in zip(params.phases, snakemake.input.histories, strict=True)}
-plot_learning_curves(snakemake.output.png, phases, scheme.region_colours,
+plot_learning_curves(snakemake.output.png, phases, {**scheme.class_colours, **scheme.region_colours},
                      f"{snakemake.wildcards.dataset}: {snakemake.wildcards.model}, learning curves")

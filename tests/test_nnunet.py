@@ -87,6 +87,25 @@ def test_config_of_an_nnunet_model_is_checked():
         resolve_models(config({"architecture": "nnunet", "training": {"batches_per_epoch": 3}}))
 
 
+def test_nnunet_history_keeps_its_last_epoch_and_draws_its_own_losses(tmp_path):
+    from lesionseg.nnunet.training import dice_names, history_rows
+    from lesionseg.training.curves import kept_epoch, learning_curves_figure, plot_learning_curves
+
+    scheme = scheme_from_config("brats2021")
+    logged = {"train_losses": [0.5, -0.1, -0.2], "val_losses": [0.4, 0.0, 0.1], "lrs": [0.01, 0.006, 0.002],
+              "dice_per_class_or_region": [[0.1, 0.2, 0.3], [0.8, 0.7, 0.6], [0.5, 0.4, 0.3]],
+              "epoch_start_timestamps": [0, 10, 20], "epoch_end_timestamps": [9, 19, 29]}
+    rows = history_rows(logged, dice_names(scheme))
+    assert [row["kept"] for row in rows] == [0, 0, 1] and rows[1]["val_dice_TC"] == 0.7 and rows[0]["seconds"] == 9
+    assert kept_epoch(rows) == 3  # nnU-Net predicts with its last epoch, not its best pseudo Dice (epoch 2)
+    figure = learning_curves_figure({1: rows}, {**scheme.class_colours, **scheme.region_colours}, "nn")
+    loss_axes, dice_axes, _ = figure.axes
+    assert loss_axes.get_ylim()[0] < -0.2  # its Dice + cross-entropy loss goes below 0
+    assert "pseudo Dice" in dice_axes.get_ylabel()
+    plot_learning_curves(tmp_path / "curve.png", {1: rows}, scheme.region_colours, "nn")
+    assert (tmp_path / "curve.png").stat().st_size > 0
+
+
 def write_cases(root: Path, n: int = 4) -> dict[str, Path]:
     """Preprocessed-looking subjects (2 channels, 4 mm, a nested tumour) exported as nnU-Net cases."""
     rng = np.random.default_rng(0)

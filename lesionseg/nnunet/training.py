@@ -59,7 +59,8 @@ def budgeted_trainer(budget: Mapping[str, Any]) -> type:
 
 def history_rows(logged: Mapping[str, Sequence[Any]], region_names: Sequence[str]) -> list[dict[str, Any]]:
     """nnU-Net's per-epoch log as the pipeline's training history: epoch, training loss, validation loss, learning
-    rate, nnU-Net's pseudo Dice per region or class (on its validation patches), seconds."""
+    rate, nnU-Net's pseudo Dice per region or class (on its validation patches), seconds, and ``kept`` on the last
+    epoch, whose weights the model holds (:mod:`lesionseg.training.curves`)."""
     rows = []
     for epoch, loss in enumerate(logged["train_losses"]):
         row: dict[str, Any] = {"epoch": epoch + 1, "loss": float(loss), "val_loss": float(logged["val_losses"][epoch]),
@@ -67,6 +68,7 @@ def history_rows(logged: Mapping[str, Sequence[Any]], region_names: Sequence[str
         row |= {f"val_dice_{name}": float(dice)
                 for name, dice in zip(region_names, logged["dice_per_class_or_region"][epoch], strict=True)}
         row["seconds"] = float(logged["epoch_end_timestamps"][epoch] - logged["epoch_start_timestamps"][epoch])
+        row["kept"] = int(epoch == len(logged["train_losses"]) - 1)  # nnU-Net predicts with its last epoch
         rows.append(row)
     return rows
 
@@ -183,6 +185,6 @@ def write_trained_model(trained: Mapping[str, Any], model_path: Path, history_pa
                        "val_subjects": list(val_subjects), "versions": package_versions()},
     })
     write_history(str(history_path), history)
-    plot_learning_curves(curve_path, {1: history}, scheme.region_colours,
+    plot_learning_curves(curve_path, {1: history}, {**scheme.class_colours, **scheme.region_colours},
                          f"{dataset}: {model_name} (nnU-Net {parameters['configuration']}, pseudo Dice on validation "
                          "patches)")

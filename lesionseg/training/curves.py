@@ -2,7 +2,10 @@
 
 A history (``history.csv``, one row per epoch) holds the epoch, the mean training loss, the learning rate
 and the validation Dice per region (``val_dice_<region>``). The epoch a phase keeps as its model is the first
-with the best :func:`selection_score`; the training loop chooses with the same function.
+with the best :func:`selection_score`; the training loop chooses with the same function. nnU-Net's histories
+(:mod:`lesionseg.nnunet.training`) also hold ``val_loss`` (its loss, Dice + cross-entropy, on validation
+patches; its Dice columns are its pseudo Dice on those patches) and ``kept`` (1 on the epoch whose weights the
+model holds: nnU-Net keeps its last).
 
 Torch-free: the rule that draws the figure does not import torch.
 """
@@ -45,8 +48,17 @@ def selection_score(row: Mapping[str, Any]) -> float:
     return sum(dice) / len(dice) if dice else -float(row["loss"])
 
 
+def is_nnunet(history: History) -> bool:
+    """Whether a history is nnU-Net's (it has nnU-Net's validation loss)."""
+    return bool(history) and "val_loss" in history[0]
+
+
 def kept_epoch(history: History) -> int | None:
-    """The epoch whose weights the phase keeps (its ``model.pt``): the first with the best score."""
+    """The epoch whose weights the phase keeps (its ``model.pt``): the one marked ``kept``, else the first with
+    the best score."""
+    marked = [int(row["epoch"]) for row in history if row.get("kept") == 1]
+    if marked:
+        return marked[0]
     best, kept = -math.inf, None
     for row in history:
         score = selection_score(row)
@@ -77,15 +89,16 @@ def _mark_lr_changes(axes: Any, history: History, offset: int) -> None:
     factor at every epoch, as Havaei's decay)."""
     changes = lr_changes(history)
     factors = [after / before for _, before, after in changes]
-    every_epoch = len(changes) > 3 and len(changes) == len(history) - 1 and all(
-        math.isclose(f, factors[0]) for f in factors)
-    for number, ((epoch, _, _), factor) in enumerate(zip(changes, factors, strict=True)):
-        axes.axvline(offset + epoch - 0.5, color=LR_COLOUR, linestyle=":", linewidth=1)
-        if every_epoch and number:
-            continue
-        text = f"×{factor:.2g} per epoch" if every_epoch else f"×{factor:.2g}"
-        axes.annotate(text, (offset + epoch - 0.5, 1), xycoords=("data", "axes fraction"), xytext=(2, -2),
+    if len(changes) > 3 and len(changes) == len(history) - 1:  # a schedule of every epoch: said once, no lines
+        constant = all(math.isclose(f, factors[0]) for f in factors)
+        text = f"×{factors[0]:.2g} per epoch" if constant else "changes every epoch"
+        axes.annotate(text, (offset + changes[0][0] - 0.5, 1), xycoords=("data", "axes fraction"), xytext=(2, -2),
                       textcoords="offset points", va="top", ha="left", fontsize=8, color=LR_COLOUR)
+        return
+    for (epoch, _, _), factor in zip(changes, factors, strict=True):
+        axes.axvline(offset + epoch - 0.5, color=LR_COLOUR, linestyle=":", linewidth=1)
+        axes.annotate(f"×{factor:.2g}", (offset + epoch - 0.5, 1), xycoords=("data", "axes fraction"),
+                      xytext=(2, -2), textcoords="offset points", va="top", ha="left", fontsize=8, color=LR_COLOUR)
 
 
 def learning_curves_figure(phases: Mapping[int, History], region_colours: Mapping[str, str], title: str) -> Figure:
@@ -102,7 +115,8 @@ def learning_curves_figure(phases: Mapping[int, History], region_colours: Mappin
     regions = list(dict.fromkeys(r for p in order for r in dice_regions(phases[p])))
     validated = bool(regions)
     kept_axes = dice_axes if validated else loss_axes
-    offset, total, max_loss = 0, sum(len(phases[p]) for p in order), 0.0
+    offset, total, max_loss, min_loss = 0, sum(len(phases[p]) for p in order), 0.0, 0.0
+    nnunet = any(is_nnunet(phases[p]) for p in order)
     previous_kept: int | None = None
     labelled: set[str] = set()
 
@@ -130,8 +144,16 @@ def learning_curves_figure(phases: Mapping[int, History], region_colours: Mappin
                                color=BOUNDARY_COLOUR, fontweight="bold")
 
         losses = [float(row["loss"]) for row in history]
-        max_loss = max([max_loss, *[v for v in losses if math.isfinite(v)]])
-        loss_axes.plot(x, losses, color="#333333", marker="o", markersize=4, linewidth=1.6)
+        finite = [v for v in losses if math.isfinite(v)]
+        max_loss, min_loss = max([max_loss, *finite]), min([min_loss, *finite])
+        loss_axes.plot(x, losses, color="#333333", marker="o", markersize=4, linewidth=1.6,
+                       label=label_once("training") if nnunet else None)
+        if is_nnunet(history):
+            val_losses = [float(row["val_loss"]) for row in history]
+            max_loss = max([max_loss, *[v for v in val_losses if math.isfinite(v)]])
+            min_loss = min([min_loss, *[v for v in val_losses if math.isfinite(v)]])
+            loss_axes.plot(x, val_losses, color="#999999", marker="o", markersize=3, linewidth=1.2,
+                           label=label_once("validation patches"))
         means = [selection_score(row) for row in history] if validated else losses
         for region in regions:
             values = [float(row.get(f"{DICE_PREFIX}{region}", math.nan)) for row in history]
@@ -167,8 +189,14 @@ def learning_curves_figure(phases: Mapping[int, History], region_colours: Mappin
         previous_kept = kept
         offset += len(history)
 
-    loss_axes.set(ylabel="training loss\n(cross-entropy)", ylim=(0, max_loss * 1.12 or 1), title=title)
-    dice_axes.set(ylabel="validation Dice\n(dense inference)", ylim=(0, 1.02))
+    # nnU-Net's loss adds the negative soft Dice to the cross-entropy: it falls below 0.
+    span = (max_loss - min_loss) or 1
+    loss_axes.set(ylabel="loss\n(Dice + cross-entropy)" if nnunet else "training loss\n(cross-entropy)",
+                  ylim=(min_loss - 0.06 * span if min_loss < 0 else 0, max_loss + 0.12 * span), title=title)
+    if nnunet:
+        loss_axes.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=9, frameon=False, borderaxespad=0)
+    dice_axes.set(ylabel="validation pseudo Dice\n(nnU-Net, on patches)" if nnunet else
+                  "validation Dice\n(dense inference)", ylim=(0, 1.02))
     if not validated:
         dice_axes.text(0.5, 0.5, "no validation subjects:\neach phase keeps the epoch of lowest training loss",
                        transform=dice_axes.transAxes, ha="center", va="center", color="#555555")
