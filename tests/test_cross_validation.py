@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from pathlib import Path
@@ -13,6 +14,7 @@ from conftest import jobs_planned, run
 from lesionseg.datasets.cohort import write_synthetic_subject
 from lesionseg.datasets.manifest import read_manifest
 from lesionseg.datasets.splits import assign_splits, fold_validation, split_fractions
+from lesionseg.training.checkpoints import read_model_file
 
 CV_CONFIG = """datasets:
   cv:
@@ -89,6 +91,22 @@ def test_three_folds_train_three_models_per_phase_and_score_every_labelled_subje
     log = (tmp_path / f"logs/cv/infer/tiny@folds/{unlabelled}.log").read_text()
     assert all(f"models/tiny/fold{k}/phase2/model.pt" in log for k in range(3))
 
+    # nnU-Net beside it gets the same folds: its fold k trains and validates on the subjects the pipeline's fold-k
+    # models do, so that both methods' out-of-fold results are over the same subjects.
+    with_nnunet = CV_CONFIG.replace("models: [tiny]", "models: [tiny, nn]").replace(
+        "models:\n  tiny:", "models:\n  nn: {architecture: nnunet, plan: {base_features: 4, max_features: 8}}\n  tiny:")
+    planned = jobs_planned(run(tmp_path, with_nnunet, "-n"))
+    assert planned["nnunet_train"] == 3 and planned["nnunet_plan"] == 1, planned
+    planning = run(tmp_path, with_nnunet, "results/cv/nnunet/nn/preprocessed")
+    assert planning.returncode == 0, planning.stderr[-3000:]
+    folds = json.loads((results / "nnunet/nn/preprocessed/Dataset001_lesionseg/splits_final.json").read_text())
+    assert len(folds) == 3
+    for k, fold in enumerate(folds):
+        own = {s for s, split in splits.items() if split == f"fold{k}"}
+        assert own and not own & {*fold["train"], *fold["val"]}  # the fold's subjects stay unseen
+        trained = read_model_file(results / f"models/tiny/fold{k}/phase1/model.pt")["provenance"]
+        assert fold["train"] == sorted(trained["train_subjects"]) and fold["val"] == sorted(trained["val_subjects"])
+
     # A new labelled subject retrains the models that now train on it, not the model of its own fold.
     new = add_subject(tmp_path / "data", 5)
     manifest = run(tmp_path, CV_CONFIG, "results/cv/subjects.tsv")
@@ -99,3 +117,4 @@ def test_three_folds_train_three_models_per_phase_and_score_every_labelled_subje
                for line in block.splitlines() if line.strip().startswith("output:")]
     retrained = {fold for line in outputs for fold in re.findall(r"models/tiny/(fold\d)/phase\d/model\.pt", line)}
     assert new_fold not in retrained and retrained == {f"fold{k}" for k in range(3)} - {new_fold}
+
