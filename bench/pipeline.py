@@ -15,7 +15,7 @@ from lesionseg.reporting.runtimes import read_benchmarks, runtime_table
 
 STAGES = {
     "coregister": "preprocessing", "skull_strip": "preprocessing", "bias_correct": "preprocessing",
-    "resample_crop": "preprocessing", "train_model": "training", "infer": "inference",
+    "resample_crop": "preprocessing", "train_model": "training", "nnunet_plan": "training", "infer": "inference",
     "tune_crf": "CRF", "crf": "CRF",
 }
 
