@@ -46,7 +46,7 @@ MODEL = {
 # nnU-Net sized for the CPU: its planner's choices for 1 GB of GPU memory with few features, a few short epochs.
 NNUNET = {
     "architecture": "nnunet", "plan": {"gpu_memory_gb": 1, "base_features": 8, "max_features": 64},
-    "training": {"epochs": 3, "iterations_per_epoch": 8, "val_iterations_per_epoch": 2},
+    "training": {"epochs": 3, "iterations_per_epoch": 5, "val_iterations_per_epoch": 1},
     "inference": {"mirroring": False},
 }
 
