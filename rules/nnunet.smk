@@ -56,7 +56,7 @@ rule nnunet_raw:
 
 rule nnunet_plan:
     input:
-        raw="results/{dataset}/nnunet/raw",
+        unpack(nnunet_plan_inputs),
     output:
         preprocessed=directory("results/{dataset}/nnunet/{model}/preprocessed"),
     log:
@@ -80,7 +80,7 @@ rule nnunet_plan:
 
 rule nnunet_train:
     input:
-        preprocessed=lambda wc: f"results/{wc.dataset}/nnunet/{model_name(wc.model)}/preprocessed",
+        unpack(nnunet_train_inputs),
     output:
         model="results/{dataset}/models/{model}/phase1/model.pt",
         history="results/{dataset}/models/{model}/phase1/history.csv",

@@ -19,6 +19,23 @@ def nnunet_subjects(dataset):
     return [s for s in manifest_subjects(dataset) if s in seen]
 
 
+def nnunet_plan_inputs(wildcards):
+    """nnU-Net's raw dataset (known once the manifest is: a labelled subject to train on is needed)."""
+    if not nnunet_subjects(wildcards.dataset):
+        raise ValueError(f"dataset {wildcards.dataset!r}: nnU-Net needs labelled subjects to train and validate on; "
+                         "adjust 'split:'")
+    return {"raw": f"results/{wildcards.dataset}/nnunet/raw"}
+
+
+def nnunet_train_inputs(wildcards):
+    """The model's nnU-Net preprocessed dataset (known once the manifest is: the fold needs training subjects)."""
+    dataset, fold = wildcards.dataset, model_fold(wildcards.model)
+    if not training_subjects(dataset, fold):
+        where = f"fold {fold}'s training folds" if fold is not None else "the train split"
+        raise ValueError(f"dataset {dataset!r} has no labelled subject in {where}: adjust 'split:'")
+    return {"preprocessed": f"results/{dataset}/nnunet/{model_name(wildcards.model)}/preprocessed"}
+
+
 def nnunet_fold(wildcards):
     """nnU-Net's fold of a ``{model}`` wildcard: its fold of the cross-validation, else its only fold, 0."""
     return model_fold(wildcards.model) or 0

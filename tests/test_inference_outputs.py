@@ -145,7 +145,7 @@ def test_the_example_config_is_valid_and_its_ensemble_resolves():
 
     cfg = validate_config(yaml.safe_load((REPO / "config/examples.yaml").read_text()))
     resolve_models(cfg)
-    assert resolve_ensembles(cfg) == {"dm3x": ("dm1", "dm2", "dm3")}
+    assert resolve_ensembles(cfg) == {"dm3x": ("dm1", "dm2", "dm3"), "dm1nn": ("dm1", "nn")}
     assert "dm3x+crf" in dataset_methods(cfg, "brats21")
 
 
