@@ -27,6 +27,7 @@ rule summarise_dataset:
     params:
         methods=lambda wc: methods_of(wc.dataset),
         scheme=lambda wc: DATASETS[wc.dataset].scheme.describe(complete=True),
+        ensembles=lambda wc: {n: list(net.members) for n, net in NETWORKS[wc.dataset].items() if net.is_ensemble},
     localrule: True
     threads: 1
     resources:

@@ -9,5 +9,5 @@ params, output = snakemake.params, snakemake.output
 summarise_dataset(
     snakemake.wildcards.dataset, dict(zip(params.methods, snakemake.input.per_subject, strict=True)),
     scheme_from_config(params.scheme, name=params.scheme["name"]), output.csv, output.markdown, output.html,
-    output.significance, output.comparison, output.boxplot, output.crf_effect,
+    output.significance, output.comparison, output.boxplot, output.crf_effect, ensembles=params.ensembles,
 )

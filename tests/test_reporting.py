@@ -42,6 +42,7 @@ from lesionseg.reporting.tables import (
     load_per_subject,
     markdown_table,
     method_comparison,
+    related,
     smallest_p_value,
     summary_markdown,
     summary_table,
@@ -323,6 +324,15 @@ def test_comparison_takes_the_best_other_network_after_the_same_steps_and_lists_
                                    "mean_difference", "statistic", "p_value", "smallest_p", "note"]
     assert set(table["metric"]) == {"dice", "hd95"}
     assert list(table["method"].unique()) == ["a", "b", "a+crf"]  # method order
+
+
+def test_an_ensemble_is_not_its_members_other_network():
+    # c as an ensemble of a and b: a and b are compared with each other, c with no one (its members are its own).
+    table = method_comparison(network_results(), REGIONS, ensembles={"c": ["a", "b"]})
+    compared = {(m, r): o for m, o, r in zip(table["method"], table["compared_with"], table["region"], strict=True)}
+    assert compared == {("a", "WT"): "b", ("a", "ET"): "b", ("a+crf", "WT"): "b+crf", ("a+crf", "ET"): "b+crf"}
+    assert related("a", "c", {"c": ["a", "b"]}) and related("c", "d", {"c": ["a"], "d": ["a", "e"]})
+    assert not related("a", "b", {"c": ["a", "b"]})
 
 
 def test_comparison_ties_go_to_the_first_in_method_order():

@@ -61,9 +61,11 @@ def _section(heading: str, body: str, text: str) -> str:
     return f"<h2>{html.escape(heading)}</h2>\n{body}\n{legend(text)}\n"
 
 
-def summary_html(results: pd.DataFrame, scheme: LabelScheme, title: str) -> str:
+def summary_html(results: pd.DataFrame, scheme: LabelScheme, title: str,
+                 comparison: pd.DataFrame | None = None) -> str:
     """A standalone HTML page: the headline table (means) and the median [IQR] table beside it, the lesion-wise
-    table, the networks compared (with two or more), the CRF's effect and the unscored subjects' volumes."""
+    table, the networks compared (with two or more; ``comparison``: :func:`method_comparison`'s table, computed
+    here without one), the CRF's effect and the unscored subjects' volumes."""
     regions = list(scheme.regions)
     parts = []
     summary = summary_table(results, regions)
@@ -79,7 +81,8 @@ def summary_html(results: pd.DataFrame, scheme: LabelScheme, title: str) -> str:
         if lesionwise.shape[1] > 1:
             parts.append(_section("Lesion-wise scores (BraTS 2023+, ISLES)", table_html(lesionwise),
                                   LESIONWISE_LEGEND))
-    comparison = method_comparison(results, regions)
+    if comparison is None:
+        comparison = method_comparison(results, regions)
     if not comparison.empty:
         parts.append(_section("Methods compared (paired Wilcoxon signed-rank test)",
                               table_html(formatted_comparison(comparison), index=False), COMPARISON_LEGEND))
@@ -143,17 +146,20 @@ def read_splits(manifest_path: PathLike) -> dict[str, str]:
 
 def summarise_dataset(dataset: str, per_subject: Mapping[str, PathLike], scheme: LabelScheme, csv_path: PathLike,
                       markdown_path: PathLike, html_path: PathLike, significance_path: PathLike,
-                      comparison_path: PathLike, boxplot_path: PathLike, crf_effect_path: PathLike) -> None:
+                      comparison_path: PathLike, boxplot_path: PathLike, crf_effect_path: PathLike,
+                      ensembles: Mapping[str, Sequence[str]] | None = None) -> None:
     """Every summary of one dataset, from each method's per-subject table (methods in the given order):
-    ``comparison_path`` is the networks' comparison (:func:`~lesionseg.reporting.tables.method_comparison`),
-    with a header only when the dataset has fewer than two networks."""
+    ``comparison_path`` is the networks' comparison (:func:`~lesionseg.reporting.tables.method_comparison`,
+    ``ensembles``: the dataset's ensemble networks -> their members), with a header only when the dataset has
+    fewer than two networks."""
     results = load_per_subject(per_subject)
     regions = list(scheme.regions)
     title = f"{dataset}: evaluation on the test subjects"
+    comparison = method_comparison(results, regions, ensembles=ensembles)
     write_summary(results, regions, csv_path, markdown_path, significance_csv_path=significance_path, title=title,
-                  region_legend=scheme.region_legend(), comparison_csv_path=comparison_path)
+                  region_legend=scheme.region_legend(), comparison=comparison, comparison_csv_path=comparison_path)
     with atomic_path(html_path) as tmp:
-        tmp.write_text(summary_html(results, scheme, title))
+        tmp.write_text(summary_html(results, scheme, title, comparison))
     colours = dict(scheme.region_colours)
     dice_boxplot(results, regions, boxplot_path, title=f"{dataset}: Dice per region on the test subjects")
     crf_effect_figure(results, regions, crf_effect_path, colours, title=f"{dataset}: effect of the CRF per subject")

@@ -407,19 +407,30 @@ def _variant(method: str) -> tuple[bool, bool]:
     return split_method(method)[1], split_postprocessing(method)[1]
 
 
-def best_other(scored: pd.DataFrame, method: str, region: str) -> str | None:
+def related(network: str, other: str, ensembles: Mapping[str, Sequence[str]]) -> bool:
+    """Whether two networks are the same, or one is an ensemble with the other among its members, or both are
+    ensembles sharing a member (``ensembles``: ensemble network -> its member networks)."""
+    own, theirs = set(ensembles.get(network, ())), set(ensembles.get(other, ()))
+    return network == other or network in theirs or other in own or bool(own & theirs)
+
+
+def best_other(scored: pd.DataFrame, method: str, region: str,
+               ensembles: Mapping[str, Sequence[str]] | None = None) -> str | None:
     """The method of another network, after the same steps as ``method`` (CRF, post-processing), with the
-    highest mean Dice of ``region`` over the subjects it scored; the first in method order on a tie. None if
-    no other network has that variant scored."""
-    candidates = [m for m in method_order(scored)
-                  if split_method(m)[0] != split_method(method)[0] and _variant(m) == _variant(method)]
+    highest mean Dice of ``region`` over the subjects it scored; the first in method order on a tie. A network's
+    own ensembles, and ensembles of common members, are not another network (:func:`related`): ``deepmedic``
+    is compared with ``nnunet``, not with their average. None if no other network has that variant scored."""
+    network = split_method(method)[0]
+    candidates = [m for m in method_order(scored) if _variant(m) == _variant(method)
+                  and not related(network, split_method(m)[0], ensembles or {})]
     means = {m: _by_subject(scored, m, region, "dice").mean() for m in candidates}
     means = {m: mean for m, mean in means.items() if np.isfinite(mean)}
     return max(means, key=means.__getitem__) if means else None  # max keeps the first of equal values
 
 
 def method_comparison(
-    results: pd.DataFrame, regions: Sequence[str], metrics: Sequence[str] = COMPARISON_METRICS
+    results: pd.DataFrame, regions: Sequence[str], metrics: Sequence[str] = COMPARISON_METRICS,
+    ensembles: Mapping[str, Sequence[str]] | None = None,
 ) -> pd.DataFrame:
     """Is a network better than the others? One row per method, region and metric: the method against
     :func:`best_other`, the best method of another network after the same steps (``deepmedic`` against the
@@ -433,7 +444,8 @@ def method_comparison(
     ``n`` pairs, their means for the method and the other, ``mean_difference`` = mean of (method - other)
     (positive: the method's scores are higher, which is worse for distances), then the Wilcoxon test of
     :func:`paired_test`; p-values are not corrected for multiple comparisons. Empty (with the columns) with
-    fewer than two networks.
+    fewer than two networks. ``ensembles`` (ensemble network -> member networks) keeps an ensemble from being
+    its members' other.
     """
     metrics = present_metrics(results, metrics)
     _check_columns(results, regions, list(dict.fromkeys(["dice", *metrics])))  # Dice chooses the other
@@ -441,7 +453,7 @@ def method_comparison(
     rows, listed = [], set()
     for method in method_order(scored):
         for region in regions:
-            other = best_other(scored, method, region)
+            other = best_other(scored, method, region, ensembles)
             if other is None or (other, method, region) in listed:
                 continue
             listed.add((method, other, region))
