@@ -60,7 +60,7 @@ def test_region_probabilities_become_nested_class_probabilities():
     # nnU-Net's own export (regions_class_order): enhancing wherever ET > 0.5, whatever the others say
     assert np.all(classes[3][et > 0.5] > 0.5)
     softmax = rng.dirichlet(np.ones(2), size=(4, 3, 2)).transpose(3, 0, 1, 2).astype(np.float32)
-    assert class_probabilities(softmax, None, 2) is not None
+    np.testing.assert_array_equal(class_probabilities(softmax, None, 2), softmax)  # plain labels: as nnU-Net gave
     with pytest.raises(ValueError, match="3 class probabilities, the scheme has 2"):
         class_probabilities(regions, None, 2)
     image = rng.random((2, 5, 4, 3))
@@ -146,7 +146,6 @@ def test_cases_are_linked_into_the_raw_layout(tmp_path):
 
 
 def test_nnunet_plans_trains_resumes_and_predicts_with_its_own_code(tmp_path, caplog, monkeypatch):
-    import torch
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
     from lesionseg.inference.steps import infer_subject
@@ -203,7 +202,6 @@ def test_nnunet_plans_trains_resumes_and_predicts_with_its_own_code(tmp_path, ca
     assert probabilities.shape == (30, 34, 28, 4)  # the preprocessing grid, class probabilities
     np.testing.assert_allclose(probabilities.sum(-1), 1, atol=1e-5)
     assert not np.allclose(outputs[False], outputs[True])  # mirroring averages other predictions
-    assert torch.get_num_threads() >= 1
 
 
 # --- The workflow: nnU-Net beside a DeepMedic ------------------------------------------------------------------
@@ -252,8 +250,7 @@ def test_nnunet_trains_and_is_scored_beside_the_deepmedic(nnunet_run):
     assert {"tiny", "nn", "both", "nn+crf"} <= set(summary["method"].astype(str))
     comparison = pd.read_csv(results / "evaluation/method_comparison.csv")
     pairs = set(zip(comparison["method"], comparison["compared_with"]))
-    assert pairs & {("tiny", "nn"), ("nn", "tiny"), ("tiny", "both"), ("nn", "both"), ("both", "tiny"),
-                    ("both", "nn")}, pairs
+    assert ("tiny", "nn") in pairs and not {p for p in pairs if "both" in p[1]}, pairs  # not its own ensemble
     assert "Methods compared" in (results / "evaluation/summary.html").read_text()
     assert (nnunet_run / "benchmarks/cohort/nnunet_plan/nn.tsv").is_file()
     # Nothing changed: nothing re-runs.

@@ -8,7 +8,6 @@ probabilities come out on the subject's preprocessing grid, where the pipeline's
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -20,7 +19,6 @@ from lesionseg.labels import scheme_from_config
 from lesionseg.nnunet import INFERENCE_DEFAULTS
 from lesionseg.nnunet.layout import class_probabilities, from_nnunet_axes, region_layers, to_nnunet_axes
 
-log = logging.getLogger(__name__)
 
 class NnUNetModel(nn.Module):
     """An nnU-Net network with what its predictor needs (a model file's record), as the pipeline's networks are

@@ -690,6 +690,13 @@ def _write_csv(path: PathLike, table: pd.DataFrame, index: bool) -> None:
         table.to_csv(tmp, index=index)
 
 
+def _test_section(heading: str, formatted: pd.DataFrame, legend: str, when_empty: str) -> list[str]:
+    """A Markdown section of paired tests: its heading, then the table and its legend, or why there is none."""
+    if formatted.empty:
+        return [f"## {heading}\n", when_empty + "\n"]
+    return [f"## {heading}\n", markdown_table(formatted), legend + "\n"]
+
+
 def summary_markdown(
     results: pd.DataFrame,
     regions: Sequence[str],
@@ -721,20 +728,12 @@ def summary_markdown(
             parts.append(LESIONWISE_LEGEND + "\n")
     if comparison is not False:
         table = method_comparison(results, regions) if comparison is True else comparison
-        parts.append("## Methods compared\n")
-        if table.empty:
-            parts.append("No two networks were scored after the same steps: there is nothing to compare.\n")
-        else:
-            parts.append(markdown_table(formatted_comparison(table)))
-            parts.append(COMPARISON_LEGEND + "\n")
+        parts += _test_section("Methods compared", formatted_comparison(table), COMPARISON_LEGEND,
+                               "No two networks were scored after the same steps: there is nothing to compare.")
     if significance is not False:
         table = crf_significance(results, regions) if significance is True else significance
-        parts.append("## Effect of the CRF\n")
-        if table.empty:
-            parts.append("No method was evaluated both with and without the CRF.\n")
-        else:
-            parts.append(markdown_table(formatted_significance(table)))
-            parts.append(SIGNIFICANCE_LEGEND + "\n")
+        parts += _test_section("Effect of the CRF", formatted_significance(table), SIGNIFICANCE_LEGEND,
+                               "No method was evaluated both with and without the CRF.")
     volumes = volume_table(results)
     if not volumes.empty:
         parts.append("## Subjects without truth (not scored)\n")
