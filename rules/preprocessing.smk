@@ -1,7 +1,9 @@
 # Stage 2: preprocessing, one rule per step and subject: co-registration (optional),
 # skull-stripping, N4 bias correction, resampling and cropping, normalisation, QC.
 # Intermediate files go to results/{dataset}/preprocessing/{subject}/, the final
-# ones to results/{dataset}/preprocessed/{subject}/.
+# ones to results/{dataset}/preprocessed/{subject}/. Co-registration, skull-stripping
+# and N4 compute in canonical (RAS+) axis order and write in the files' storage order
+# (the brain mask stays on the original grid); resample_crop writes the canonical grid.
 
 
 include: "preprocessing_inputs.smk"

@@ -11,6 +11,14 @@ and ``step`` the new spacing over the original one. When the spacing does not
 change (BraTS at 1 mm), ``step`` is 1 and ``start`` an integer, so going there
 and back is an exact transpose, flip and crop: no value is interpolated, and
 results land exactly on the original grid and affine.
+
+Every step that computes on voxels works in canonical axis order: registration,
+skull-stripping and N4 on the whole grid transposed and flipped
+(:func:`to_canonical_order`, exact), resampling on the array transposed and
+flipped before it is interpolated. N4's B-spline control points, a
+registration's sampling, the anti-aliasing filter and a nearest-neighbour
+mask's ties all follow the array's axes: in storage order an axis-flipped copy
+of a real BRATS case came out up to 0.56 z-score units apart after N4.
 """
 
 from __future__ import annotations
@@ -152,6 +160,17 @@ def canonical_grid(shape: tuple[int, ...], affine: np.ndarray) -> GridGeometry:
                         tuple(int(shape[a]) for a in axes), orientation)
 
 
+def to_canonical_order(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray, GridGeometry]:
+    """``data`` ``(x, y, z[, c])`` with its axes in canonical (RAS+) order, and the grid that leads back.
+
+    An exact transpose and flip: no value changes, and the grid's ``affine``
+    places every voxel where it was. :func:`to_original_grid` with ``order=0``
+    puts an array computed on it back in the file's storage order, exactly.
+    """
+    grid = canonical_grid(data.shape, affine)
+    return to_preprocessing_grid(data, grid, order=0), grid
+
+
 def _resample(data: np.ndarray, start: np.ndarray, matrix: np.ndarray, shape, order: int, cval: float) -> np.ndarray:
     """Sample a 3D array at voxel coordinates ``start + matrix @ i`` for ``i`` over ``shape``."""
     if _is_signed_permutation(matrix) and np.all(start == np.round(start)):
@@ -168,15 +187,25 @@ def _is_signed_permutation(matrix: np.ndarray) -> bool:
                 and np.all(np.abs(rounded).sum(axis=1) == 1))
 
 
-def _permuted_copy(data: np.ndarray, start: np.ndarray, matrix: np.ndarray, shape, cval: float) -> np.ndarray:
-    """``out[i] = data[start + matrix @ i]`` for a signed permutation ``matrix``: transpose, flip, crop or pad."""
-    axes, signs = _axes_and_signs(matrix)
-    view, view_start = np.transpose(data, axes), start[axes].copy()
+def _reoriented(data: np.ndarray, start: np.ndarray, orientation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``data`` transposed and flipped by a signed permutation, and ``start`` in the view's voxel coordinates.
+
+    ``data[start + orientation @ i] == view[view_start + i]``: the view's axes
+    run along the preprocessing axes.
+    """
+    axes, signs = _axes_and_signs(orientation)
+    view, view_start = np.transpose(data, axes), np.asarray(start, dtype=float)[axes].copy()
     for k in range(3):
         if signs[k] < 0:
             view = np.flip(view, axis=k)
             view_start[k] = data.shape[axes[k]] - 1 - view_start[k]
-    return _shifted_copy(view, view_start, shape, cval)
+    return view, view_start
+
+
+def _permuted_copy(data: np.ndarray, start: np.ndarray, matrix: np.ndarray, shape, cval: float) -> np.ndarray:
+    """``out[i] = data[start + matrix @ i]`` for a signed permutation ``matrix``: transpose, flip, crop or pad."""
+    view, view_start = _reoriented(data, start, matrix)
+    return _shifted_copy(view, view_start.astype(int), shape, cval)
 
 
 def _shifted_copy(data: np.ndarray, start: np.ndarray, shape, cval: float) -> np.ndarray:
@@ -201,14 +230,16 @@ def to_preprocessing_grid(data: np.ndarray, geometry: GridGeometry, order: int =
     """Resample an original-grid array ``(x, y, z[, c])`` onto the preprocessing grid.
 
     ``order`` 1 (linear, with anti-aliasing when downsampling) for images, 0 for
-    masks; label maps go through :func:`labels_to_preprocessing_grid`.
+    masks; label maps go through :func:`labels_to_preprocessing_grid`. The
+    array is first transposed and flipped into the preprocessing axes (exact),
+    so the filter and the interpolation see the same array whatever the
+    storage order.
     """
-    # Original voxels per preprocessing voxel, along each original axis (for the anti-aliasing filter).
-    original_step = np.abs(geometry.to_original).sum(axis=1)
 
     def one(volume: np.ndarray) -> np.ndarray:
-        source = _antialias(volume.astype(np.float32), original_step) if order > 0 else volume
-        return _resample(source, geometry.start, geometry.to_original, geometry.shape, order, 0.0)
+        view, start = _reoriented(volume, geometry.start, geometry.orientation)
+        source = _antialias(view.astype(np.float32), geometry.step) if order > 0 else view
+        return _resample(source, start, np.diag(geometry.step), geometry.shape, order, 0.0)
 
     if data.ndim == 4:
         return np.stack([one(data[..., c]) for c in range(data.shape[-1])], axis=-1)
@@ -245,11 +276,12 @@ def labels_to_preprocessing_grid(labels: np.ndarray, geometry: GridGeometry) -> 
     """
     if geometry.is_exact:
         return to_preprocessing_grid(labels, geometry, order=0)
+    view, start = _reoriented(labels, geometry.start, geometry.orientation)
     best_weight = np.full(geometry.shape, -1.0, dtype=np.float32)
     best_value = np.zeros(geometry.shape, dtype=labels.dtype)
-    for value in np.unique(labels):
-        indicator = (labels == value).astype(np.float32)
-        weight = _resample(indicator, geometry.start, geometry.to_original, geometry.shape, 1, float(value == 0))
+    for value in np.unique(view):
+        indicator = (view == value).astype(np.float32)
+        weight = _resample(indicator, start, np.diag(geometry.step), geometry.shape, 1, float(value == 0))
         higher = weight > best_weight
         best_weight[higher] = weight[higher]
         best_value[higher] = value

@@ -4,6 +4,13 @@ Each function reads its inputs, calls the pure functions of this package and
 writes its outputs (atomically) plus a JSON record of what it did; the workflow's
 scripts only pass paths and settings in. A failure raises
 :class:`PreprocessingError` naming the dataset, subject and step.
+
+Co-registration, skull-stripping and N4 compute on their inputs transposed and
+flipped into canonical (RAS+) axis order (exactly: no interpolation), and write
+their outputs back in the file's storage order: a copy of a subject stored in
+another order is corrected the same, voxel for voxel, and the brain mask stays
+on the subject's original grid. Resampling then goes to the canonical
+preprocessing grid (:mod:`lesionseg.preprocessing.geometry`).
 """
 
 from __future__ import annotations
@@ -19,11 +26,14 @@ from typing import Any
 import numpy as np
 from nibabel.orientations import aff2axcodes
 
+from lesionseg.datasets.validation import AFFINE_ATOL_MM
 from lesionseg.io import Volume, read_channels, read_image, write_nifti
 from lesionseg.preprocessing.geometry import (
     GridGeometry,
     labels_to_preprocessing_grid,
     preprocessing_grid,
+    to_canonical_order,
+    to_original_grid,
     to_preprocessing_grid,
 )
 from lesionseg.preprocessing.normalisation import normalise
@@ -31,6 +41,9 @@ from lesionseg.preprocessing.provenance import assemble_provenance, step_record,
 from lesionseg.preprocessing.settings import corrected_modalities
 
 log = logging.getLogger(__name__)
+
+# The axis order co-registration, skull-stripping and N4 compute in, named in their step records.
+COMPUTED_IN = "RAS"
 
 
 class PreprocessingError(RuntimeError):
@@ -55,18 +68,36 @@ def _channel(stack: Volume, modalities: Sequence[str], modality: str) -> Volume:
     return Volume(stack.data[..., list(modalities).index(modality)], stack.affine)
 
 
+def _canonical(volume: Volume) -> tuple[Volume, GridGeometry]:
+    """``volume`` in canonical (RAS+) axis order, and the grid whose ``to_original_grid`` leads back."""
+    data, grid = to_canonical_order(volume.data, volume.affine)
+    return Volume(data, grid.affine), grid
+
+
+def _stored(data: np.ndarray, grid: GridGeometry) -> np.ndarray:
+    """An array computed in canonical order, back in the storage order of ``grid``'s file (exact)."""
+    return to_original_grid(data, grid, order=0)
+
+
 def coregister_subject(
     dataset: str, subject: str, image_paths: Sequence[str], modalities: Sequence[str], reference: str,
     settings: Mapping[str, Any], seed: int, stack_path: str, record_path: str,
 ) -> None:
-    """Rigidly register every modality to ``reference``; write the 4D stack on the reference grid."""
+    """Rigidly register every modality to ``reference``; write the 4D stack on the reference grid.
+
+    The registrations run in canonical axis order; the stack is written in the
+    reference's storage order.
+    """
     from lesionseg.preprocessing.coregistration import coregister
 
     with step(dataset, subject, "coregister"):
-        images = {m: read_image(p) for m, p in zip(modalities, image_paths, strict=True)}
-        stack, transforms = coregister(images, reference, settings["transform"], seed)
-        write_nifti(stack_path, stack.data, stack.affine, np.float32)
-        write_step_record(record_path, "coregister", settings, reference=reference, transforms=transforms)
+        stored = {m: read_image(p) for m, p in zip(modalities, image_paths, strict=True)}
+        canonical = {m: _canonical(volume) for m, volume in stored.items()}
+        stack, transforms = coregister({m: volume for m, (volume, _) in canonical.items()}, reference,
+                                       settings["transform"], seed)
+        write_nifti(stack_path, _stored(stack.data, canonical[reference][1]), stored[reference].affine, np.float32)
+        write_step_record(record_path, "coregister", settings, reference=reference, transforms=transforms,
+                          computed_in=COMPUTED_IN)
 
 
 def skull_strip_subject(
@@ -74,18 +105,23 @@ def skull_strip_subject(
     settings: Mapping[str, Any], seed: int, template_paths: tuple[str | None, str | None],
     mask_path: str, record_path: str, given_mask_path: str | None = None,
 ) -> float:
-    """Brain mask on the subject's original (reference) grid; returns its volume in ml."""
+    """Brain mask on the subject's original (reference) grid; returns its volume in ml.
+
+    The mask is computed in canonical axis order and written in the images' storage order.
+    """
     from lesionseg.preprocessing import skullstrip
 
     method = settings["method"]
     with step(dataset, subject, f"skull_strip ({method})"):
-        stack = read_channels(list(image_paths))
+        stored = read_channels(list(image_paths))
+        stack, grid = _canonical(stored)
         reference_image = _channel(stack, modalities, reference)
         if method == "given":
             if given_mask_path is None:
                 raise ValueError("skull_strip method 'given' needs the dataset's brain mask ('mask:')")
-            mask = skullstrip.mask_as_given(read_image(given_mask_path), stack.data.shape, stack.affine,
-                                            given_mask_path)
+            given = skullstrip.mask_as_given(read_image(given_mask_path), stored.data.shape, stored.affine,
+                                             given_mask_path)
+            mask = to_preprocessing_grid(given, grid, order=0)
         elif method == "none":
             files = image_paths if len(image_paths) == len(modalities) else [image_paths[0]] * len(modalities)
             mask = skullstrip.mask_from_brain_only(stack.data, [f"{m} ({f})" for m, f in zip(modalities, files,
@@ -104,8 +140,9 @@ def skull_strip_subject(
             raise ValueError(f"unknown skull-strip method {method!r}")
         volume_ml = skullstrip.check_plausible(mask, stack.affine, tuple(settings["brain_volume_ml"]), method)
         log.info("brain mask: %.0f ml", volume_ml)
-        write_nifti(mask_path, mask, stack.affine, np.uint8)
-        write_step_record(record_path, "skull_strip", settings, reference=reference, brain_volume_ml=volume_ml)
+        write_nifti(mask_path, _stored(mask.astype(np.uint8), grid), stored.affine, np.uint8)
+        write_step_record(record_path, "skull_strip", settings, reference=reference, brain_volume_ml=volume_ml,
+                          computed_in=COMPUTED_IN)
     return volume_ml
 
 
@@ -113,12 +150,22 @@ def bias_correct_subject(
     dataset: str, subject: str, image_paths: Sequence[str], modalities: Sequence[str], mask_path: str,
     settings: Mapping[str, Any], stack_path: str, record_path: str,
 ) -> None:
-    """N4 on the configured modalities inside the brain mask; others pass unchanged."""
+    """N4 on the configured modalities inside the brain mask; others pass unchanged.
+
+    N4's B-spline grid follows the array's axes: it runs in canonical axis order,
+    so the correction does not depend on the storage order; the stack is written
+    back in the images' storage order.
+    """
     from lesionseg.preprocessing.bias import n4_correct
 
     with step(dataset, subject, "bias_correct"):
-        stack = read_channels(list(image_paths))
-        mask = read_image(mask_path, dtype=None).data > 0
+        stored = read_channels(list(image_paths))
+        stack, grid = _canonical(stored)
+        brain = read_image(mask_path, dtype=None)
+        same_affine = np.allclose(brain.affine, stored.affine, atol=AFFINE_ATOL_MM, rtol=0)
+        if brain.data.shape != stored.data.shape[:3] or not same_affine:
+            raise ValueError(f"the brain mask {mask_path} is not on the grid of {image_paths[0]}")
+        mask = to_preprocessing_grid(brain.data > 0, grid, order=0)
         corrected = stack.data.copy()
         chosen = corrected_modalities(settings, tuple(modalities))
         for modality in chosen:
@@ -129,8 +176,8 @@ def bias_correct_subject(
                 settings["spline_distance_mm"],
             )
             log.info("N4 %s: %.1f s", modality, time.perf_counter() - started)
-        write_nifti(stack_path, corrected, stack.affine, np.float32)
-        write_step_record(record_path, "bias_correction", settings, corrected=list(chosen))
+        write_nifti(stack_path, _stored(corrected, grid), stored.affine, np.float32)
+        write_step_record(record_path, "bias_correction", settings, corrected=list(chosen), computed_in=COMPUTED_IN)
 
 
 def resample_crop_subject(
