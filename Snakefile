@@ -1,19 +1,11 @@
 # lesionseg: brain lesion segmentation in multi-modal MRI, from raw scans to report.
 
-import warnings
-
 from snakemake.utils import min_version, validate
 
 from lesionseg.config import sorted_keys
 from lesionseg.devices import gpu_job_slots
 
 min_version("9.0")
-
-# Snakemake 9 (its issue 4280): a resource that reads input.size_mb, evaluated while --report renders the captions
-# inside Snakemake's event loop, leaves a coroutine never awaited (the report does not use the resource). Harmless;
-# silenced exactly.
-warnings.filterwarnings("ignore", category=RuntimeWarning,
-                        message=r"coroutine 'InputFiles\._predicated_size_files\.<locals>\.sizes' was never awaited")
 
 
 configfile: "config/config.yaml"

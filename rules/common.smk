@@ -2,6 +2,7 @@
 # manifest and its splits and folds (which subjects train, validate and test which model), the per-subject folders of
 # the preprocessing and the resources of the jobs that read images. Each stage's input functions and targets are in
 # its own rules file, above its rules; all_targets (rule all) is in reporting.smk, the last one included.
+import json
 import os
 import re
 
@@ -10,7 +11,7 @@ from functools import lru_cache
 from lesionseg.datasets import SUBJECT_ID, datasets_from_config
 from lesionseg.datasets.applied import applied_links
 from lesionseg.datasets.manifest import LABEL_COLUMN, read_manifest
-from lesionseg.datasets.splits import fold_name, fold_of, fold_validation, split_fractions
+from lesionseg.datasets.splits import CohortSplits, fold_name, fold_of
 from lesionseg.inference.methods import (CRF_SUFFIX, PP_SUFFIX, dataset_networks, fold_count, pretrained_models,
                                          resolve_ensembles)
 from lesionseg.training.settings import resolve_models
@@ -48,30 +49,51 @@ def dataset_entry(wildcards, drop=("preprocessing", "models", "ensembles")):
     return {k: v for k, v in config["datasets"][wildcards.dataset].items() if k not in drop}
 
 
-# --- The manifest: each dataset's valid subjects, by subject ---------------------------------------------------
+# --- The manifest: each dataset's valid subjects, by subject; its splits and folds -------------------------------
+# Input functions run once or more per job: each reads what it needs from the dataset's CohortSplits, built once
+# per version of its manifest (so that planning a cohort stays linear in its size).
+
+_manifest_paths = {}  # dataset -> its manifest, once the checkpoint has made it (checkpoints.get() is slow)
+
+
+def manifest_path(dataset):
+    """A dataset's subjects.tsv (raises Snakemake's incomplete-checkpoint signal until the manifest has run)."""
+    if dataset not in _manifest_paths:
+        _manifest_paths[dataset] = checkpoints.manifest.get(dataset=dataset).output.subjects
+    return _manifest_paths[dataset]
 
 
 @lru_cache(maxsize=None)
-def _manifest_rows(path, mtime_ns):
-    return {row["subject"]: row for row in read_manifest(path)}
+def _manifest(path, mtime_ns, split_entry_json):
+    rows = {row["subject"]: row for row in read_manifest(path)}
+    splits = CohortSplits({s: row["split"] for s, row in rows.items()},
+                          [s for s, row in rows.items() if row[LABEL_COLUMN]], json.loads(split_entry_json))
+    return rows, splits
+
+
+def _manifest_of(dataset):
+    path = manifest_path(dataset)
+    split_entry = json.dumps(config["datasets"][dataset].get("split", {}), sort_keys=True)
+    return _manifest(path, os.stat(path).st_mtime_ns, split_entry)
 
 
 def manifest_rows(dataset):
     """Rows of a dataset's manifest by subject (available once its checkpoint has run)."""
-    path = checkpoints.manifest.get(dataset=dataset).output.subjects
-    return _manifest_rows(path, os.stat(path).st_mtime_ns)
+    return _manifest_of(dataset)[0]
+
+
+def cohort_splits(dataset):
+    """The dataset's CohortSplits: which subjects train, validate and test which model."""
+    return _manifest_of(dataset)[1]
 
 
 def manifest_subjects(dataset, split=None):
     """Valid subjects of a dataset, optionally of one split."""
-    return [s for s, row in manifest_rows(dataset).items() if split is None or row["split"] == split]
+    return cohort_splits(dataset).subjects(split)
 
 
 def labelled_subjects(dataset):
-    return [s for s, row in manifest_rows(dataset).items() if row[LABEL_COLUMN]]
-
-
-# --- Splits, folds and the models of each fold -----------------------------------------------------------------
+    return list(cohort_splits(dataset).labelled)
 
 
 def folds_of(dataset):
@@ -79,42 +101,20 @@ def folds_of(dataset):
     return fold_count(config, dataset)
 
 
-def fold_subjects(dataset, fold):
-    """Labelled subjects of one fold."""
-    return [s for s in manifest_subjects(dataset, fold_name(fold)) if manifest_rows(dataset)[s][LABEL_COLUMN]]
-
-
 def out_of_fold_subjects(dataset):
     """Every labelled subject of the folds (each segmented by the model of its fold)."""
-    return [s for k in range(folds_of(dataset)) for s in fold_subjects(dataset, k)]
-
-
-def fold_validation_subjects(dataset, fold):
-    """The validation subjects of fold ``fold``'s model: a hashed share of the other folds' subjects."""
-    split = config["datasets"][dataset]["split"]
-    pool = [s for k in range(folds_of(dataset)) if k != fold for s in fold_subjects(dataset, k)]
-    return fold_validation(pool, split_fractions(split)["val"], split.get("seed", 0))
+    return cohort_splits(dataset).out_of_fold()
 
 
 def training_subjects(dataset, fold=None):
-    """Labelled subjects of the train split, or those a fold's model trains on (the other folds, less its
-    validation subjects)."""
-    if fold is None:
-        return [s for s in manifest_subjects(dataset, "train") if manifest_rows(dataset)[s][LABEL_COLUMN]]
-    validation = set(fold_validation_subjects(dataset, fold))
-    return [s for k in range(folds_of(dataset)) if k != fold for s in fold_subjects(dataset, k)
-            if s not in validation]
+    """Labelled subjects of the train split, or those a fold's model trains on."""
+    return cohort_splits(dataset).training(fold)
 
 
 def validation_subjects(dataset, fold=None):
-    """Labelled subjects of the val split, or of one fold's model. With folds and no ``fold``: every labelled
-    subject of the folds, whose out-of-fold results choose the CRF parameters and the post-processing of the
-    dataset's networks (as nnU-Net chooses its post-processing on the cross-validation)."""
-    if fold is not None:
-        return fold_validation_subjects(dataset, fold)
-    if folds_of(dataset):
-        return out_of_fold_subjects(dataset)
-    return [s for s in manifest_subjects(dataset, "val") if manifest_rows(dataset)[s][LABEL_COLUMN]]
+    """Labelled subjects of the val split, of one fold's model, or with folds and no ``fold`` every labelled
+    subject of the folds (CohortSplits.validation)."""
+    return cohort_splits(dataset).validation(fold)
 
 
 def test_subjects(dataset):
@@ -146,11 +146,23 @@ PRE = "results/{dataset}/preprocessing/{subject}"
 OUT = "results/{dataset}/preprocessed/{subject}"
 
 
+def input_mb(input):
+    """The size of a job's existing inputs in MiB, as Snakemake's ``input.size_mb`` (which runs an event loop per
+    call: a fifth of planning a large cohort) but read with os.stat."""
+    total = 0
+    for path in input:
+        try:
+            total += os.stat(path).st_size
+        except OSError:  # not made yet: Snakemake evaluates resources again before the job runs
+            pass
+    return total / 2**20
+
+
 def image_mem_mb(base, per_mb):
     """Memory that grows with the (compressed) size of a job's inputs."""
-    return lambda wildcards, input: int(base + per_mb * input.size_mb)
+    return lambda wildcards, input: int(base + per_mb * input_mb(input))
 
 
 def image_runtime(base, per_mb):
     """Runtime (minutes) that grows with the size of a job's inputs."""
-    return lambda wildcards, input: int(base + per_mb * input.size_mb)
+    return lambda wildcards, input: int(base + per_mb * input_mb(input))

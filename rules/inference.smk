@@ -25,7 +25,7 @@ rule infer:
     threads: min(8, workflow.cores)
     resources:
         mem_mb=inference_mem_mb,
-        runtime=lambda wc, input: int(10 + len(input.models) * input.size_mb),
+        runtime=lambda wc, input: int(10 + len(input.models) * input_mb(input)),
         gpu=1,
     conda:
         "../envs/training.yaml"

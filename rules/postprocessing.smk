@@ -24,7 +24,7 @@ rule choose_postprocessing:
     threads: 1
     resources:
         # One subject's probabilities at a time; the others are kept as class maps cropped to the lesions.
-        mem_mb=lambda wc, input: int(1000 + 30 * input.size_mb / len(input.probabilities)),
+        mem_mb=lambda wc, input: int(1000 + 30 * input_mb(input) / len(input.probabilities)),
         runtime=image_runtime(5, 0.02),
     conda:
         "../envs/training.yaml"

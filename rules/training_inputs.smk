@@ -63,7 +63,7 @@ def training_inputs(wildcards):
 
 def training_mem_mb(wildcards, input):
     settings = MODELS[model_name(wildcards.model)].training
-    return estimates.training_mem_mb(input.size_mb, len(input.train_images), settings["subjects_per_epoch"],
+    return estimates.training_mem_mb(input_mb(input), len(input.train_images), settings["subjects_per_epoch"],
                                      config["inference"]["memory_budget_mb"])
 
 

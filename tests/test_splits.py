@@ -2,7 +2,7 @@ from collections import Counter
 
 import pytest
 
-from lesionseg.datasets.splits import assign_splits, hash_split, read_split_file
+from lesionseg.datasets.splits import CohortSplits, assign_splits, fold_name, hash_split, read_split_file
 
 FRACTIONS = {"train": 0.6, "val": 0.2, "test": 0.2}
 
@@ -46,3 +46,30 @@ def test_bad_split_file_names_the_line(tmp_path):
     path.write_text("name,split\n")
     with pytest.raises(ValueError, match="needs the columns"):
         read_split_file(path)
+
+
+def test_cohort_splits_give_each_fold_model_the_other_folds_and_keep_manifest_order():
+    subjects = [f"s{i:03d}" for i in range(60)]
+    unlabelled = set(subjects[::7])
+    entry = {"folds": 3, "test": 0.1, "val": 0.25, "seed": 4}
+    splits = assign_splits(subjects, [s for s in subjects if s not in unlabelled], {"train": 0, "val": 0.25,
+                                                                                    "test": 0.1}, 4, folds=3)
+    cohort = CohortSplits(splits, [s for s in subjects if s not in unlabelled], entry)
+    assert cohort.subjects() == subjects and cohort.subjects("test") == [s for s in subjects if splits[s] == "test"]
+    members = [cohort.labelled_in(fold_name(k)) for k in range(3)]
+    assert cohort.out_of_fold() == [s for fold in members for s in fold]
+    assert not unlabelled & set(cohort.out_of_fold()) and unlabelled <= set(cohort.subjects("test"))
+    for k in range(3):
+        others = [s for j in range(3) if j != k for s in members[j]]
+        training, validation = cohort.training(k), cohort.validation(k)
+        assert validation and sorted(training + validation) == sorted(others)
+        assert training == [s for s in others if s not in validation]  # in manifest order, fold by fold
+    assert cohort.validation() == cohort.out_of_fold()
+    cohort.training(0).clear()  # callers get lists of their own
+    assert cohort.training(0)
+
+
+def test_cohort_splits_without_folds_are_the_labelled_train_and_val_subjects():
+    splits = {"a": "train", "b": "val", "c": "train", "d": "test", "e": "val"}
+    cohort = CohortSplits(splits, ["a", "b", "d"], {"train": 0.6, "val": 0.2, "test": 0.2})
+    assert cohort.training() == ["a"] and cohort.validation() == ["b"] and cohort.out_of_fold() == []
