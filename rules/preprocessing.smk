@@ -180,13 +180,7 @@ rule preprocessing_qc:
         mask=f"{OUT}/brain_mask.nii.gz",
         geometry=f"{OUT}/geometry.json",
     output:
-        png=report(
-            "results/{dataset}/qc/preprocessing/{subject}.png",
-            caption="../report/preprocessing_qc.rst",
-            category="Quality control",
-            subcategory="{dataset}: preprocessing",
-            labels={"Subject": "{subject}"},
-        ),
+        png="results/{dataset}/qc/preprocessing/{subject}.png",  # in the report through results/preprocessing_qc.html
     log:
         "logs/{dataset}/preprocessing_qc/{subject}.log",
     params:

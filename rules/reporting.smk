@@ -1,5 +1,8 @@
 # Stage 7: per-dataset summaries (tables, CRF significance, figures), the per-subject page and overlays, and the
-# run's overview, all marked for `snakemake --report report.html`.
+# run's overview and preprocessing QC pages, marked for `snakemake --report report.html`. The per-subject pictures
+# (overlays, QC pictures) are no report items of their own: the pages embed them small, every subject's in a small
+# cohort and a bounded set in a large one (config `report:`), so that the report's size does not grow with the
+# cohort's.
 
 
 include: "reporting_inputs.smk"
@@ -53,8 +56,9 @@ rule subject_table:
         "logs/{dataset}/subject_table.log",
     params:
         methods=lambda wc: methods_of(wc.dataset),
-        overlays=lambda wc: overlay_files(wc.dataset),
+        overlays=lambda wc: overlays_by_network(wc.dataset),
         scheme=lambda wc: DATASETS[wc.dataset].scheme.describe(complete=True),
+        report=config["report"],
     localrule: True
     threads: 1
     resources:
@@ -70,9 +74,7 @@ rule overlay:
     input:
         unpack(overlay_inputs),
     output:
-        png=report("results/{dataset}/figures/overlays/{network}/{subject}.png", caption="../report/overlay.rst",
-                   category="Segmentations", subcategory="{dataset}",
-                   labels={"Subject": "{subject}", "Network": "{network}"}),
+        png="results/{dataset}/figures/overlays/{network}/{subject}.png",  # in the report through per_subject.html
     log:
         "logs/{dataset}/overlay/{network}/{subject}.log",
     params:
@@ -98,6 +100,8 @@ rule overview:
                         subcategory="This run", labels={"Item": "overview"}),
         configuration=report("results/configuration.html", caption="../report/configuration.rst",
                              category="Overview", subcategory="This run", labels={"Item": "configuration"}),
+        qc=report("results/preprocessing_qc.html", caption="../report/preprocessing_qc.rst",
+                  category="Quality control", subcategory="Preprocessing", labels={"Item": "every dataset"}),
     log:
         "logs/overview.log",
     params:
@@ -105,6 +109,7 @@ rule overview:
                                  "methods": methods_of(d)} for d in DATASETS},
         crf=lambda wc: {d: {network: {"tuned": tuned, "parameters": parameters}
                             for network, (tuned, parameters) in crf_uses(d).items()} for d in DATASETS},
+        qc_subjects=lambda wc: qc_subjects(),
         config=config,
     localrule: True
     threads: 1

@@ -35,17 +35,23 @@ def overlay_inputs(wildcards):
     return inputs
 
 
-def overlay_files(dataset):
-    """Subject -> its overlays (one per network family), subjects in manifest order."""
+def overlays_by_network(dataset):
+    """Subject -> network family -> its overlay, subjects in manifest order (all drawn; the per-subject page
+    embeds those of a small cohort, or a bounded set of a large one)."""
     files = {}
     for network, methods in method_families(dataset).items():
         for subject in method_subjects(dataset, methods[0]):
-            files.setdefault(subject, []).append(f"results/{dataset}/figures/overlays/{network}/{subject}.png")
+            files.setdefault(subject, {})[network] = f"results/{dataset}/figures/overlays/{network}/{subject}.png"
     order = {s: i for i, s in enumerate(manifest_subjects(dataset))}
     return dict(sorted(files.items(), key=lambda item: order[item[0]]))
 
 
-# --- The run's overview: manifests, run times and the CRF parameters used --------------------------------------
+def overlay_files(dataset):
+    """Subject -> its overlays (one per network family), subjects in manifest order."""
+    return {subject: list(paths.values()) for subject, paths in overlays_by_network(dataset).items()}
+
+
+# --- The run's overview: manifests, run times, the CRF parameters used and the preprocessing QC ----------------
 
 
 def crf_uses(dataset):
@@ -63,11 +69,20 @@ def crf_uses(dataset):
 
 
 def overview_inputs(wildcards):
-    """Every dataset's manifest and run time, and the tuned CRF parameters of the networks that use some."""
+    """Every dataset's manifest and run time, the tuned CRF parameters of the networks that use some, and every
+    subject's QC picture and preprocessing grid (dataset by dataset, in the order of qc_subjects)."""
     inputs = {"manifests": [f"results/{d}/subjects.tsv" for d in DATASETS],
               "run_times": [f"results/{d}/run_time.yaml" for d in DATASETS if evaluation_targets(d)]}
     inputs["crf"] = sorted({tuned for d in DATASETS for tuned, _ in crf_uses(d).values() if tuned})
+    subjects = qc_subjects()
+    inputs["qc"] = [f"results/{d}/qc/preprocessing/{s}.png" for d, names in subjects.items() for s in names]
+    inputs["grids"] = [f"results/{d}/preprocessed/{s}/geometry.json" for d, names in subjects.items() for s in names]
     return inputs
+
+
+def qc_subjects():
+    """Dataset -> its subjects with a QC picture (every subject of its manifest, in order)."""
+    return {d: manifest_subjects(d) for d in DATASETS}
 
 
 # --- Run times: the benchmark files of every heavy job ---------------------------------------------------------

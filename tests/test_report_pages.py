@@ -1,12 +1,15 @@
-"""The report's pages: summary tables with grouped headers, the per-subject page, the run overview, the CRF plot."""
+"""The report's pages: summary tables with grouped headers, the per-subject page, the QC page, the run overview, the
+CRF plot."""
 
 from __future__ import annotations
 
 import html
+import json
 import re
 
 import numpy as np
 import pandas as pd
+import pytest
 import yaml
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
@@ -23,7 +26,9 @@ from lesionseg.reporting.overview import (
     run_time_of,
     split_counts,
 )
-from lesionseg.reporting.pages import anchor, table_html
+from lesionseg.reporting.gallery import Embedding, fixed_sample
+from lesionseg.reporting.pages import SORT_SCRIPT, anchor, sortable_table_html, table_html
+from lesionseg.reporting.qc import QCPictures, brain_box_ml, qc_page_html, write_qc_page
 from lesionseg.reporting.steps import subject_rows, subject_table_html, summary_html
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -103,17 +108,124 @@ def test_subject_rows_are_in_subject_order_with_splits_and_every_metric():
     assert unlabelled["Dice"] == "–" and unlabelled["Pred. ml"] == "1.50"
 
 
-def test_subject_page_sorts_and_links_each_subject_to_its_embedded_overlays(tmp_path):
-    picture = tmp_path / "s1.png"
-    figure = Figure(figsize=(2, 1))
+def picture(path, width=200, height=100) -> str:
+    """A small PNG (a stand-in for an overlay or a QC picture)."""
+    figure = Figure(figsize=(width / 100, height / 100), dpi=100)
     FigureCanvasAgg(figure)
-    figure.savefig(picture, format="png")
-    page = subject_table_html(results(), {"s1": "test", "s2": "val"}, {"s1": [picture]}, SCHEME, "demo")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, format="png")
+    return str(path)
+
+
+def test_subject_page_sorts_and_links_each_subject_to_its_embedded_overlays(tmp_path):
+    overlay = picture(tmp_path / "overlays" / "m" / "s1.png", width=1000)
+    page = subject_table_html(results(), {"s1": "test", "s2": "val"}, {"s1": {"m": overlay}}, SCHEME, "demo",
+                              page_dir=tmp_path / "evaluation")
     assert f"<a href='#{anchor('s1')}'>s1</a>" in page and f"id='{anchor('s1')}'" in page
     assert "s2</td>" in page and "href='#overlay-s2'" not in page  # no overlay, no link
     assert page.count("data:image/jpeg;base64,") == 1
-    assert "<table class='sortable'>" in page and "th.sortable" in page
+    assert "width='480'" in page  # a thumbnail, linked to the full-size file beside the page
+    assert "<a href='../overlays/m/s1.png'" in page
+    # Every row of s1's network family names its overlay; s2 has none.
+    assert cells(page).count("m/s1.png") == 6 and "<table class='sortable' id='subjects'>" in page
+    assert "th.sortable" in page and "text-align: right" in page
     assert anchor("sub-01/ses 1") == "overlay-sub-01_ses_1"
+
+
+def test_a_long_sortable_table_keeps_every_row_and_shows_a_page_of_them_at_a_time():
+    table = pd.DataFrame({"Subject": [f"s{i}" for i in range(7)], "Dice": [f"0.{i}" for i in range(7)]})
+    short = sortable_table_html(table, {"Subject": {"s1": "#one"}}, page_rows=7)
+    assert "pager" not in short and " hidden" not in short and "<td><a href='#one'>s1</a></td>" in short
+    assert "#rows td:nth-child(2) { text-align: right" in short  # numbers right-aligned, text left
+    paged = sortable_table_html(table, page_rows=3)
+    assert cells(paged) == list(table.to_numpy().ravel())  # every row is in the page, in order
+    assert paged.count("<tr hidden>") == 4 and "rows 1–3 of 7" in paged and "data-table='rows'" in paged
+    assert "div.pager" in SORT_SCRIPT and "th.sortable" in SORT_SCRIPT
+
+
+def cohort(n: int, tmp_path) -> tuple[pd.DataFrame, dict[str, dict[str, str]]]:
+    """Methods m and m+crf (one network family) on n subjects with truth, regions WT, TC, ET: subject k's Dice is
+    0.5 + k / (2n) in every region, m+crf's 0.01 higher; and each subject's overlay."""
+    shared = picture(tmp_path / "overlay.png")
+    records, overlays = [], {}
+    for k in range(n):
+        subject = f"sub-{k:04d}"
+        for method, gain in (("m", 0.0), ("m+crf", 0.01)):
+            for region in SCHEME.regions:
+                records.append({"method": method, "subject": subject, "region": region,
+                                **dict.fromkeys(METRICS, np.nan), "dice": 0.5 + k / (2 * n) + gain, "hd95": 3.0})
+        path = tmp_path / "overlays" / "m" / f"{subject}.png"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.hardlink_to(shared)
+        overlays[subject] = {"m": str(path)}
+    frame = pd.DataFrame(records)
+    frame["method"] = pd.Categorical(frame["method"], categories=["m", "m+crf"], ordered=True)
+    return frame, overlays
+
+
+def embedded(page: str) -> list[str]:
+    """The subjects whose overlays a page embeds, in order."""
+    return [html.unescape(s) for s in re.findall(r"<div class='shown' id='overlay-([^']+)'>", page)]
+
+
+def test_a_large_cohort_embeds_the_lowest_dice_and_a_fixed_sample_and_keeps_every_subject_in_the_table(tmp_path):
+    embedding = Embedding(all_up_to=10, worst=3, sample=4)
+    frame, overlays = cohort(40, tmp_path)
+    splits = dict.fromkeys(overlays, "test")
+    page = subject_table_html(frame, splits, overlays, SCHEME, "big", embedding)
+    lowest = ["sub-0000", "sub-0001", "sub-0002"]  # m+crf's (the best method's) lowest Dice, in every region
+    sample = fixed_sample(list(overlays), 4)
+    assert embedded(page) == lowest + [s for s in sample if s not in lowest]
+    assert page.count("data:image/jpeg;base64,") == len(embedded(page))
+    assert "lowest WT Dice: 0.510 (1st, m+crf)" in page
+    table = cells(page)
+    assert all(table.count(s) == 6 for s in overlays)  # every subject: 2 methods x 3 regions, with its metrics
+    assert all(table.count(f"m/{s}.png") == 6 for s in overlays)  # and the path of its full-size overlay
+    not_shown = next(s for s in overlays if s not in embedded(page))
+    assert f"href='#overlay-{not_shown}'" not in page and f"href='#overlay-{sample[0]}'" in page
+    # A new subject changes the sample by one member at most; the page's size does not grow with the cohort.
+    grown_frame, grown = cohort(41, tmp_path / "grown")
+    grown_page = subject_table_html(grown_frame, dict.fromkeys(grown, "test"), grown, SCHEME, "big", embedding)
+    assert len(set(fixed_sample(list(grown), 4)) - set(sample)) <= 1
+    assert len(embedded(grown_page)) <= 3 + 4
+    # A small cohort embeds every subject, in order, without a reason.
+    frame, overlays = cohort(10, tmp_path / "small")
+    small = subject_table_html(frame, dict.fromkeys(overlays, "test"), overlays, SCHEME, "small", embedding)
+    assert embedded(small) == list(overlays) and "lowest" not in small.split("<h2 id='overlays'>")[1]
+
+
+def grid(path, shape) -> str:
+    """A preprocessing grid (geometry.json) of 1 mm voxels and the given shape."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"original_shape": [200, 200, 200], "original_affine": np.eye(4).tolist(),
+                                "start": [0, 0, 0], "step": [1, 1, 1], "shape": list(shape)}))
+    return str(path)
+
+
+def test_qc_page_embeds_every_subject_of_a_small_dataset_and_the_unusual_brain_boxes_of_a_large_one(tmp_path):
+    shared = picture(tmp_path / "qc.png")
+    subjects = [f"s{i:02d}" for i in range(30)]
+    shapes = {s: (100, 100, 100) for s in subjects} | {"s07": (150, 150, 150), "s11": (60, 100, 100)}
+    pictures = []
+    for s in subjects:
+        path = tmp_path / "qc" / f"{s}.png"
+        path.parent.mkdir(exist_ok=True)
+        path.hardlink_to(shared)
+        pictures.append(str(path))
+    grids = [grid(tmp_path / "grids" / s / "geometry.json", shapes[s]) for s in subjects]
+    assert brain_box_ml(grids[7]) == pytest.approx(3375.0)
+    large = QCPictures("big", subjects, pictures, grids)
+    small = QCPictures("small", subjects[:5], pictures[:5], grids[:5])
+    embedding = Embedding(all_up_to=5, worst=2, sample=3)
+    page = qc_page_html([small, large], embedding, page_dir=tmp_path)
+    ids = re.findall(r"<div class='shown' id='overlay-([^']+)'>", page)
+    unusual = ["s07-big", "s11-big"]  # 3.4 and 0.6 times the median
+    assert ids == [f"{s}-small" for s in subjects[:5]] + unusual + [
+        f"{s}-big" for s in fixed_sample(subjects, 3) if f"{s}-big" not in unusual]
+    assert "3.38 × the median" in page and "<a href='#qc-big'>big</a>" in page
+    assert cells(page).count("s29.png") == 1 and "1000" in cells(page)  # every subject's row: box, picture
+    write_qc_page([small], tmp_path / "out" / "qc.html", embedding)
+    assert "<a href='../qc/s00.png'" in (tmp_path / "out" / "qc.html").read_text()
 
 
 def test_split_counts_order_splits_as_a_reader_expects(tmp_path):

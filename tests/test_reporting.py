@@ -1,4 +1,4 @@
-"""Reporting: summary tables, CRF significance tests, Markdown, and figures."""
+"""Reporting: summary tables, CRF significance tests, Markdown, which subjects a page shows, and figures."""
 
 from __future__ import annotations
 
@@ -11,12 +11,15 @@ import pytest
 from matplotlib.colors import to_rgba
 from scipy import ndimage, stats
 
+from conftest import REPO
+from lesionseg.config import load_config
 from lesionseg.evaluation.metrics import METRICS, dice
 from lesionseg.io import write_nifti
 from lesionseg.labels import LABEL_SCHEMES
 from lesionseg.masks import differs_from_background
 from lesionseg.reporting import overlays
 from lesionseg.reporting.figures import dice_boxplot, method_colours
+from lesionseg.reporting.gallery import Embedding, fixed_sample, lowest_dice, most_unusual, shown_subjects
 from lesionseg.reporting.overlays import (
     ERROR_ALPHA,
     EXTRA_COLOUR,
@@ -397,6 +400,54 @@ def test_markdown_and_csv_of_the_comparison(tmp_path):
     written = pd.read_csv(csv_path).fillna({"note": ""})
     pd.testing.assert_frame_equal(written, method_comparison(results, REGIONS), check_dtype=False)
     assert not list(tmp_path.glob(".*tmp*"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Which subjects a page of a whole cohort shows as pictures
+
+
+def test_the_fixed_sample_is_the_smallest_digests_and_stable_when_subjects_are_added():
+    cohort = [f"s{i}" for i in range(10)]
+    # SHA-256 of the ids: the same on every machine and run, whatever the cohort's order.
+    assert fixed_sample(cohort, 3) == ["s5", "s7", "s8"]
+    assert fixed_sample(cohort[::-1], 3) == ["s8", "s7", "s5"]  # in the order given
+    assert fixed_sample(cohort[:2], 3) == ["s0", "s1"]
+    large = [f"BraTS2021_{i:05d}" for i in range(300)]
+    sample = set(fixed_sample(large, 20))
+    for added in range(300, 340):  # a new subject takes one member's place, or leaves the sample as it is
+        grown = set(fixed_sample([*large, f"BraTS2021_{added:05d}"], 20))
+        assert len(grown) == 20 and len(sample - grown) == len(grown - sample) <= 1
+        assert grown - sample <= {f"BraTS2021_{added:05d}"}
+
+
+def test_lowest_dice_per_region_by_the_best_method(hand_made):
+    lowest = lowest_dice(hand_made, REGIONS, 2)
+    # WT: A+crf has the highest mean (0.6); ET: B (0.5). Ties in Dice go by subject; unscored subjects never count.
+    assert [(x.region, x.method, x.subjects) for x in lowest] == [
+        ("WT", "A+crf", [("s0", 0.3), ("s1", 0.5)]), ("ET", "B", [("s0", 0.0), ("s2", 0.0)])]
+    only = lowest_dice(hand_made, REGIONS, 10, subjects=["s1", "s3", "nolabel"])
+    assert only[0].subjects == [("s1", 0.5), ("s3", 0.9)]
+    tie = hand_made[hand_made["method"] != "A+crf"]  # WT: A and B both 0.5 on average: the first in method order
+    assert lowest_dice(tie, ["WT"], 1)[0].method == "A"
+    assert lowest_dice(hand_made, ["TC"], 2) == []  # a region nobody scored
+
+
+def test_most_unusual_values_are_far_from_the_median_on_a_log_scale():
+    volumes = {"a": 1000.0, "b": 1100.0, "c": 2000.0, "d": 500.0, "e": 950.0, "f": float("nan")}
+    # Median 1000 ml: twice and half of it are as unusual (ties by subject).
+    assert most_unusual(volumes, 3) == ["c", "d", "b"]
+    assert most_unusual({}, 3) == []
+
+
+def test_a_small_cohort_shows_every_subject_a_large_one_the_notable_and_the_sample():
+    embedding = Embedding(all_up_to=5, worst=2, sample=3)
+    small = [f"s{i}" for i in range(5)]
+    assert shown_subjects(small, embedding, [("s4", "lowest")]) == {s: [] for s in small}
+    large = [f"s{i}" for i in range(10)]
+    shown = shown_subjects(large, embedding, [("s9", "lowest WT"), ("s5", "lowest WT"), ("s9", "lowest ET")])
+    assert shown == {"s9": ["lowest WT", "lowest ET"], "s5": ["lowest WT", "fixed sample"],
+                     "s7": ["fixed sample"], "s8": ["fixed sample"]}
+    assert Embedding.default() == Embedding.from_config(load_config(REPO / "config/config.yaml")["report"])
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -11,17 +11,20 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from lesionseg.inference.methods import split_method
 from lesionseg.io import atomic_path
 from lesionseg.labels import LabelScheme
 from lesionseg.reporting.figures import crf_effect_figure, dice_boxplot
+from lesionseg.reporting.gallery import Embedding, lowest_dice, shown_subjects
 from lesionseg.reporting.pages import (
     SORT_SCRIPT,
     anchor,
-    embedded_image,
     legend,
     page,
+    relative_href,
     sortable_table_html,
     table_html,
+    thumbnails,
 )
 from lesionseg.reporting.tables import (
     COMPARISON_LEGEND,
@@ -119,22 +122,97 @@ def subject_rows(results: pd.DataFrame, splits: Mapping[str, str]) -> pd.DataFra
     return table.reset_index(drop=True)
 
 
-def subject_table_html(results: pd.DataFrame, splits: Mapping[str, str], overlays: Mapping[str, Sequence[PathLike]],
-                       scheme: LabelScheme, title: str) -> str:
-    """The per-subject page: every metric of every method and region per subject (sortable), each subject
-    linked to its overlays (embedded below the table, one per method family)."""
+OVERLAY_COLUMN = "Overlay"
+"""The per-subject table's column with the full-size overlay of each row's network family."""
+
+
+def _ordinal(n: int) -> str:
+    return f"{n}{'th' if 10 <= n % 100 <= 20 else {1: 'st', 2: 'nd', 3: 'rd'}.get(n % 10, 'th')}"
+
+
+def _shown_html(subject: str, split: str, reasons: Sequence[str], pictures: Sequence[PathLike],
+                page_dir: PathLike | None) -> str:
+    """One subject's pictures (thumbnails linked to the full-size files) under a heading with why they are shown."""
+    why = "".join(f" · {html.escape(r)}" for r in reasons)
+    pictures = list(pictures)
+    small = thumbnails(pictures, [relative_href(path, page_dir) for path in pictures])
+    return (f"<div class='shown' id='{anchor(subject)}'><h3>{html.escape(subject)} <span>({html.escape(split)})"
+            f"{why}</span></h3><div class='pictures'>{small}</div></div>")
+
+
+def _overlay_column(table: pd.DataFrame, overlays: Mapping[str, Mapping[str, PathLike]],
+                    page_dir: PathLike | None) -> tuple[list[str], dict[str, str], str]:
+    """For each row of the per-subject table, its network family's overlay as ``<network>/<subject>.png`` (– for
+    none); those names' links to the files; and the folder they are in."""
+    networks = {m: split_method(m)[0] for m in table["Method"].unique()}
+    files = {(s, network): path for s, paths in overlays.items() for network, path in paths.items()}
+    names = [f"{networks[m]}/{Path(files[s, networks[m]]).name}" if (s, networks[m]) in files else "–"
+             for s, m in zip(table["Subject"], table["Method"], strict=True)]
+    links = {f"{network}/{Path(path).name}": relative_href(path, page_dir) for (_, network), path in files.items()}
+    folder = Path(next(iter(files.values()))).parent.parent.as_posix() + "/" if files else ""
+    return names, links, folder
+
+
+def subject_table_html(results: pd.DataFrame, splits: Mapping[str, str],
+                       overlays: Mapping[str, Mapping[str, PathLike]], scheme: LabelScheme, title: str,
+                       embedding: Embedding | None = None, page_dir: PathLike | None = None) -> str:
+    """The per-subject page: every metric of every method and region per subject (sortable), with the path of
+    each row's full-size overlay (``overlays``: subject -> network family -> its overlay), and the overlays of
+    the subjects :func:`~lesionseg.reporting.gallery.shown_subjects` chooses embedded below the table as
+    thumbnails: every subject's in a small cohort; in a large one the lowest Dice per region and a fixed
+    sample (``embedding``: how many; the config's defaults without it). ``page_dir``: the page's folder, for the
+    links to the full-size files."""
+    embedding = embedding or Embedding.default()
     table = subject_rows(results, splits)
-    links = {subject: anchor(subject) for subject in overlays}
-    parts = [sortable_table_html(table, links, group_column="Subject"),
-             legend("One row per subject, method and region; click a heading to sort, a subject to see its "
-                    "overlays. Sens. sensitivity, Prec. precision, Spec. specificity (true negatives over the "
-                    "whole volume), HD95 and ASSD in mm, LW lesion-wise (BraTS 2023+; HD95 in mm), T/D/FP: truth "
-                    "lesions / detected / false-positive components, F1: lesion detection F1, volumes in ml; – "
-                    "where the subject has no truth. " + scheme.region_legend())]
-    for subject, paths in overlays.items():
-        parts.append(f"<h2 id='{links[subject]}'>{html.escape(subject)} ({html.escape(splits.get(subject, ''))})"
-                     "</h2>")
-        parts += [embedded_image(path) for path in paths]
+    subjects = list(overlays)
+    n, small = len(subjects), embedding.embeds_all(len(subjects))
+    lowest = [] if small else lowest_dice(results, list(scheme.regions), embedding.worst, subjects)
+    notable = [(subject, f"lowest {low.region} Dice: {dice:.3f} ({_ordinal(rank)}, {low.method})")
+               for low in lowest for rank, (subject, dice) in enumerate(low.subjects, start=1)]
+    shown = shown_subjects(subjects, embedding, notable)
+    links: dict[str, dict[str, str]] = {"Subject": {s: "#" + anchor(s) for s in shown}}
+    table[OVERLAY_COLUMN], links[OVERLAY_COLUMN], folder = _overlay_column(table, overlays, page_dir)
+    files = f"{folder}<network>/<subject>.png"
+    if not subjects:
+        parts = ["<p>No subject has an overlay.</p>"]
+    elif small:
+        parts = [legend(f"{n:,} subjects with overlays (at most {embedding.all_up_to}): each one's overlays are "
+                        f"below the table, one per network family, small; full size in {files} (the table's "
+                        "Overlay column; click a picture to open it when this page is read from the results "
+                        "folder)."),
+                 "<p class='contents'><a href='#table'>Every subject</a> · <a href='#overlays'>Overlays</a></p>"]
+    else:
+        ranked = ", ".join(f"{low.region}: {low.method}" for low in lowest) or "no subject has truth"
+        parts = [legend(f"{n:,} subjects with overlays: more than {embedding.all_up_to}, so this page embeds the "
+                        f"overlays of {len(shown)} of them, small: per region the {embedding.worst} with the lowest "
+                        f"Dice of the method with the highest mean Dice of the region ({ranked}), and a fixed sample "
+                        f"of {embedding.sample} (the subjects whose id has the smallest SHA-256 digest: independent "
+                        "of the results, and a new subject changes it only by taking one member's place). Every "
+                        f"subject's full-size overlays are in {files}: the table's Overlay column (a link when this "
+                        "page is read from the results folder)."),
+                 f"<p class='contents'><a href='#table'>Every subject</a> · <a href='#lowest'>Lowest Dice per "
+                 f"region ({len({s for s, _ in notable})} subjects)</a> · <a href='#sample'>Fixed sample</a></p>"]
+    parts += [f"<h2 id='table'>Every subject, method and region ({len(table):,} rows)</h2>",
+              sortable_table_html(table, links, group_column="Subject", table_id="subjects"),
+              legend("One row per subject, method and region; click a heading to sort, a subject to see its "
+                     "overlays (a link where they are embedded). Overlay: the full-size overlay of the row's "
+                     f"network family, in {folder or 'figures/overlays/'}. Sens. sensitivity, Prec. precision, "
+                     "Spec. specificity (true negatives over the whole volume), HD95 and ASSD in mm, LW lesion-wise "
+                     "(BraTS 2023+; HD95 in mm), T/D/FP: truth lesions / detected / false-positive components, F1: "
+                     "lesion detection F1, volumes in ml; – where the subject has no truth. "
+                     + scheme.region_legend())]
+
+    def pictures(chosen: Mapping[str, Sequence[str]]) -> list[str]:
+        return [_shown_html(s, splits.get(s, ""), reasons, overlays[s].values(), page_dir)
+                for s, reasons in chosen.items()]
+
+    if small:
+        parts += (["<h2 id='overlays'>Overlays</h2>"] if subjects else []) + pictures(shown)
+    else:
+        sample_only = ["fixed sample"]
+        parts += ["<h2 id='lowest'>Lowest Dice per region</h2>",
+                  *pictures({s: r for s, r in shown.items() if r != sample_only}),
+                  "<h2 id='sample'>Fixed sample</h2>", *pictures({s: [] for s, r in shown.items() if r == sample_only})]
     return page(title, parts, SORT_SCRIPT)
 
 
@@ -166,11 +244,14 @@ def summarise_dataset(dataset: str, per_subject: Mapping[str, PathLike], scheme:
 
 
 def write_subject_table(dataset: str, per_subject: Mapping[str, PathLike], manifest_path: PathLike,
-                        overlays: Mapping[str, Sequence[PathLike]], scheme: LabelScheme, html_path: PathLike) -> None:
-    """The per-subject page of one dataset (overlays: subject -> its overlay figures)."""
+                        overlays: Mapping[str, Mapping[str, PathLike]], scheme: LabelScheme, html_path: PathLike,
+                        embedding: Embedding | None = None) -> None:
+    """The per-subject page of one dataset (overlays: subject -> network family -> its overlay figure; paths
+    relative to the working directory, like ``html_path``)."""
     results = load_per_subject(per_subject)
     page_html = subject_table_html(results, read_splits(manifest_path), overlays, scheme,
-                                   f"{dataset}: every subject, method and region")
+                                   f"{dataset}: every subject, method and region", embedding,
+                                   os.path.dirname(html_path) or ".")
     with atomic_path(html_path) as tmp:
         tmp.write_text(page_html)
 
