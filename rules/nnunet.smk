@@ -21,7 +21,6 @@ rule nnunet_case:
         "logs/{dataset}/nnunet_case/{subject}.log",
     params:
         scheme=lambda wc: DATASETS[wc.dataset].scheme.describe(),
-    localrule: True  # seconds of work: not worth a cluster job
     threads: 1
     resources:
         mem_mb=image_mem_mb(1000, 30),

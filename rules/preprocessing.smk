@@ -161,7 +161,6 @@ rule preprocess_label:
         label=f"{OUT}/label.nii.gz",
     log:
         "logs/{dataset}/preprocess_label/{subject}.log",
-    localrule: True  # seconds of work: not worth a cluster job
     threads: 1
     resources:
         mem_mb=image_mem_mb(1000, 40),

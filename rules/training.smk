@@ -17,7 +17,6 @@ rule sample_subject:
         plan=dataset_sampling_plan,
         scheme=lambda wc: DATASETS[wc.dataset].scheme.describe(),
         seed=lambda wc: config["datasets"][wc.dataset]["split"].get("seed", 0),
-    localrule: True  # seconds of work: not worth a cluster job
     threads: 1
     resources:
         mem_mb=image_mem_mb(500, 20),
