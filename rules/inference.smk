@@ -42,6 +42,7 @@ rule ensemble:
         "logs/{dataset}/ensemble/{network}/{subject}.log",
     wildcard_constraints:
         network=AVERAGED,  # an ensemble: the mean of its member networks' probabilities
+    localrule: True  # seconds of work: not worth a cluster job
     threads: 1
     resources:
         mem_mb=image_mem_mb(1000, 30),

@@ -44,6 +44,7 @@ rule postprocess_segmentation:
         method=PROBABILITY_METHOD,
     params:
         scheme=lambda wc: DATASETS[wc.dataset].scheme.describe(),
+    localrule: True  # seconds of work: not worth a cluster job
     threads: 1
     resources:
         mem_mb=image_mem_mb(500, 20),

@@ -81,6 +81,7 @@ rule overlay:
         methods=lambda wc: method_families(wc.dataset)[wc.network],
         modalities=lambda wc: DATASETS[wc.dataset].modalities,
         scheme=lambda wc: DATASETS[wc.dataset].scheme.describe(complete=True),
+    localrule: True  # seconds of work: not worth a cluster job
     threads: 1
     resources:
         mem_mb=image_mem_mb(1000, 20),
