@@ -16,7 +16,7 @@ checkpoint manifest:
     params:
         name=lambda wc: wc.dataset,
         entry=manifest_entry,
-        cache=lambda wc: f"results/{wc.dataset}/.validation-cache.json",
+        cache=lambda wc: VALIDATION_CACHE.format(dataset=wc.dataset),
     threads: 2
     resources:
         mem_mb=4000,  # one subject's images per thread at a time, whatever the cohort's size

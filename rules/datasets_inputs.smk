@@ -4,6 +4,7 @@
 from pathlib import Path
 
 from lesionseg.datasets import SYNTHETIC_KINDS, synthetic_subject_files
+from lesionseg.datasets.manifest import VALIDATION_CACHE
 
 
 # --- The synthetic cohort: what determines a subject, and its files --------------------------------------------

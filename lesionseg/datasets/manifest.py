@@ -28,6 +28,7 @@ from lesionseg.io import atomic_path
 log = logging.getLogger(__name__)
 
 LABEL_COLUMN = "label"
+VALIDATION_CACHE = "results/{dataset}/.validation-cache.json"  # shared by rule manifest and `lesionseg check`
 MASK_COLUMN = "brain_mask"
 
 
