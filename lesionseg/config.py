@@ -12,10 +12,12 @@ from __future__ import annotations
 import copy
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jsonschema
 import yaml
+
+if TYPE_CHECKING:
+    import jsonschema
 
 SCHEMA_PATH = Path(__file__).resolve().parents[1] / "schemas" / "config.schema.yaml"
 
@@ -31,6 +33,8 @@ def load_schema() -> dict[str, Any]:
 
 
 def _validator_filling_defaults(schema: Mapping[str, Any]) -> jsonschema.protocols.Validator:
+    import jsonschema  # on use: most jobs import this module for ConfigError alone
+
     base = jsonschema.validators.validator_for(schema)
     set_properties = base.VALIDATORS["properties"]
 

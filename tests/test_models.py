@@ -1,9 +1,12 @@
 """The architecture registry builds every network with the papers' defaults."""
 
+import inspect
+
 import pytest
 import torch
 
-from lesionseg.models import ARCHITECTURES, CASCADES, build_model, paper_parameter_count
+from lesionseg.architectures import HYPERPARAMETERS, architecture_parameters
+from lesionseg.models import ARCHITECTURES, BUILDERS, CASCADES, DeepMedic, build_model, paper_parameter_count
 
 
 @pytest.mark.parametrize("name", sorted(ARCHITECTURES))
@@ -32,3 +35,21 @@ def test_overrides_and_their_errors():
         build_model("deepmedic", 2, 3, {"feature_maps": [1]})
     with pytest.raises(ValueError, match="unknown architecture 'unet'"):
         build_model("unet", 2, 3)
+
+
+@pytest.mark.parametrize("name", sorted(ARCHITECTURES))
+def test_declared_hyperparameters_are_the_builders_keywords(name):
+    # lesionseg.architectures declares them without torch (the Snakefile checks the config with it)
+    build = ARCHITECTURES[name].build
+    if name == "cascaded-deepmedic":  # its builder passes its keywords on to its two DeepMedics
+        build = DeepMedic
+    keywords = set(inspect.signature(build).parameters) - {"in_channels", "n_classes", "first"}
+    assert set(HYPERPARAMETERS[name].names) == keywords
+    assert set(HYPERPARAMETERS[name].defaults) <= keywords
+    assert ARCHITECTURES[name].defaults is HYPERPARAMETERS[name].defaults
+
+
+def test_every_declared_architecture_has_a_builder():
+    assert list(BUILDERS) == list(HYPERPARAMETERS) == list(ARCHITECTURES)
+    assert set(CASCADES) <= set(HYPERPARAMETERS)
+    assert architecture_parameters("twopathcnn", {"maxout": 3}) == {"maxout": 3, "dropout": 0.2}

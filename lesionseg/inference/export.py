@@ -17,7 +17,6 @@ import yaml
 
 from lesionseg.config import ConfigError
 from lesionseg.inference.methods import APPLIED_SEPARATOR, FOLDS, dataset_networks, fold_count, pretrained_models
-from lesionseg.training.checkpoints import combine_model_files, save_model_file
 from lesionseg.training.settings import resolve_models
 
 log = logging.getLogger(__name__)
@@ -65,6 +64,8 @@ def export_model(config: Mapping[str, Any], dataset: str, network: str, out: str
                  results: str | Path = "results") -> dict[str, Any]:
     """Write a dataset's network (model, ensemble, or the k fold models) as one model file; returns its
     contents without weights, for a summary."""
+    from lesionseg.training.checkpoints import combine_model_files, save_model_file  # torch: not at the parse
+
     results = Path(results)
     files = network_model_files(config, dataset, network, results)
     crf: dict[str, Any] | None = None

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from scipy import ndimage as ndi
 
 from lesionseg.io import Volume, read_image, write_nifti
 from lesionseg.labels import LabelScheme
@@ -55,6 +54,8 @@ def remove_small_components(classes: np.ndarray, spacing: tuple[float, ...] | np
 
     Returns the cleaned class map and how many components were removed.
     """
+    from scipy import ndimage as ndi  # on use: the network and CRF jobs only read and write probabilities
+
     if min_volume_mm3 <= 0:
         return classes, 0
     components, count = ndi.label(classes > 0, structure=np.ones((3,) * classes.ndim, dtype=bool))

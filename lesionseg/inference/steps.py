@@ -4,6 +4,10 @@ the stage's logic, write the outputs. The rules without a network are in
 
 Probability maps between the rules (network, ensemble, CRF) live on the
 preprocessing grid as float32; only the export goes back to the subject's original grid.
+
+Each step imports the stages it runs (torch, the networks, the CRF and its numba kernels, pandas) itself, so that a
+job that only reads images with :func:`read_channels_first` and :func:`read_mask` (nnunet_case, once per
+subject) starts without them, and each job imports only what its own step needs.
 """
 
 from __future__ import annotations
@@ -12,21 +16,18 @@ import logging
 import os
 import time
 from collections.abc import Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
-import torch
 import yaml
 
-from lesionseg.crf import CRFParameters, dense_crf
-from lesionseg.crf.tuning import ValidationCase, tune_crf
-from lesionseg.inference.dense import default_device, predict_volume
-from lesionseg.inference.outputs import read_probabilities, write_probabilities
 from lesionseg.io import Volume, atomic_path, read_image
 from lesionseg.labels import LabelScheme
-from lesionseg.nnunet.prediction import NnUNetModel
-from lesionseg.training.checkpoints import build_networks, check_fingerprint, read_model_file
+
+if TYPE_CHECKING:
+    import torch
+
+    from lesionseg.crf import CRFParameters
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +58,9 @@ def network_probabilities(names: Sequence[str], networks: Sequence[torch.nn.Modu
     """Dense inference of networks on one image ``(c, x, y, z)`` of voxel sizes ``spacing`` (mm): their mean
     probabilities (float32, summed in float64 as :func:`ensemble_subject` averages files). nnU-Net networks are
     applied by nnU-Net's predictor with ``settings["nnunet"]`` (mirroring, tile_step_size)."""
+    from lesionseg.inference.dense import predict_volume
+    from lesionseg.nnunet.prediction import NnUNetModel
+
     segment = settings["segment_size"]
     total = None
     for name, network in zip(names, networks, strict=True):
@@ -81,6 +85,8 @@ def load_networks(model_paths: Sequence[PathLike], fingerprint: str | None,
                   device: torch.device) -> tuple[list[str], list[torch.nn.Module], dict[str, Any]]:
     """The networks of one or more model files (the k fold models of a model), their names and the first
     file's contents; refuses files whose training data were preprocessed otherwise."""
+    from lesionseg.training.checkpoints import build_networks, check_fingerprint, read_model_file
+
     names, networks, first = [], [], None
     for path in model_paths:
         contents = read_model_file(path)
@@ -112,6 +118,11 @@ def infer_subject(model_paths: Sequence[PathLike], image_path: PathLike, mask_pa
     ``channels`` picks the image's channels in the model's order, ``classes`` maps the model's classes onto
     the dataset's ``n_classes`` (a model trained on another dataset); None: the same.
     """
+    import torch
+
+    from lesionseg.inference.dense import default_device
+    from lesionseg.inference.outputs import write_probabilities
+
     torch.set_num_threads(threads)
     device = default_device()
     names, networks, contents = load_networks(model_paths, fingerprint, device)
@@ -135,6 +146,12 @@ def crf_subject(probabilities_path: PathLike, image_path: PathLike, mask_path: P
                 parameters: CRFParameters, threads: int = 1, channels: Sequence[int] | None = None) -> None:
     """The 3D fully connected CRF on a network's probabilities, features from the preprocessed image (its
     ``channels``, in the network's order, for a network trained on other data: its parameters were tuned so)."""
+    import torch
+
+    from lesionseg.crf import dense_crf
+    from lesionseg.inference.dense import default_device
+    from lesionseg.inference.outputs import read_probabilities, write_probabilities
+
     torch.set_num_threads(threads)
     probabilities = read_probabilities(probabilities_path)
     image = select_channels(read_channels_first(image_path), channels)
@@ -156,6 +173,13 @@ def tune_crf_parameters(names: Sequence[str], probability_paths: Sequence[PathLi
                         weights_per_sigma_draw: int = 1) -> None:
     """Random search of the CRF parameters on validation subjects (:func:`~lesionseg.crf.tuning.tune_crf`); writes
     the best (YAML) and every trial (CSV)."""
+    import pandas as pd
+    import torch
+
+    from lesionseg.crf.tuning import ValidationCase, tune_crf
+    from lesionseg.inference.dense import default_device
+    from lesionseg.inference.outputs import read_probabilities
+
     torch.set_num_threads(threads)
     cases = []
     for name, probabilities, image, mask, label in zip(names, probability_paths, image_paths, mask_paths,
@@ -184,5 +208,7 @@ def tune_crf_parameters(names: Sequence[str], probability_paths: Sequence[PathLi
 
 def read_crf_parameters(path: PathLike) -> CRFParameters:
     """The parameters chosen by :func:`tune_crf_parameters`."""
+    from lesionseg.crf import CRFParameters
+
     with open(path) as stream:
         return CRFParameters.from_mapping(yaml.safe_load(stream)["parameters"])

@@ -29,7 +29,6 @@ from pathlib import Path
 
 import numpy as np
 from nibabel.orientations import io_orientation
-from scipy import ndimage as ndi
 
 from lesionseg.io import atomic_path
 
@@ -173,6 +172,8 @@ def to_canonical_order(data: np.ndarray, affine: np.ndarray) -> tuple[np.ndarray
 
 def _resample(data: np.ndarray, start: np.ndarray, matrix: np.ndarray, shape, order: int, cval: float) -> np.ndarray:
     """Sample a 3D array at voxel coordinates ``start + matrix @ i`` for ``i`` over ``shape``."""
+    from scipy import ndimage as ndi  # on use: the network and CRF jobs import this module and never resample
+
     if _is_signed_permutation(matrix) and np.all(start == np.round(start)):
         return _permuted_copy(data, start.astype(int), matrix.round().astype(int), shape, cval)
     return ndi.affine_transform(
@@ -222,6 +223,8 @@ def _shifted_copy(data: np.ndarray, start: np.ndarray, shape, cval: float) -> np
 
 def _antialias(data: np.ndarray, step: np.ndarray) -> np.ndarray:
     """Gaussian prefilter for downsampling by ``step`` (variance of a box of the new voxel size)."""
+    from scipy import ndimage as ndi
+
     sigma = np.sqrt(np.clip(step**2 - 1.0, 0.0, None) / 12.0)
     return ndi.gaussian_filter(data, sigma) if np.any(sigma > 0) else data
 

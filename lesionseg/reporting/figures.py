@@ -5,24 +5,29 @@ written atomically as PNG. Colours are fixed per method so figures compare with
 each other: a method and its ``+crf`` twin share a hue (dark without, light
 with the CRF); regions take the colours of their label scheme
 (:mod:`lesionseg.labels`), the same in every figure.
+
+The evaluation's tables (pandas, scipy.stats) are imported by the figures that plot them, so that the overlay
+pictures (:mod:`lesionseg.reporting.overlays`, once per subject and network) start without them.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 from matplotlib import colormaps
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 
+from lesionseg.inference.methods import CRF_SUFFIX
 from lesionseg.io import atomic_path
-from lesionseg.reporting.tables import (CRF_SUFFIX, crf_paired_values, crf_pairs, metric_display, method_order,
-                                        scored_rows)
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 PathLike = str | os.PathLike
 
@@ -80,6 +85,8 @@ def dice_boxplot(
     white diamond. Ratios (Dice, ...) are drawn on 0..1, distances from 0.
     Written atomically as PNG; with no scored subject, the figure says so.
     """
+    from lesionseg.reporting.tables import method_order, metric_display, scored_rows
+
     scored = scored_rows(results)
     methods = method_order(scored)
     colours = method_colours(methods)
@@ -160,6 +167,8 @@ def crf_effect_figure(
     Written atomically as PNG; with no method evaluated both ways, the figure says so. Returns whether any
     pair was drawn.
     """
+    from lesionseg.reporting.tables import crf_paired_values, crf_pairs, metric_display, scored_rows
+
     scored = scored_rows(results)
     pairs = crf_pairs(scored)
     figure = _new_figure(min(max(2.6 * len(regions) * max(len(pairs), 1) ** 0.5, 6.0), 13.0),

@@ -19,8 +19,6 @@ from typing import Any
 
 import pandas as pd
 import yaml
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from lesionseg.io import atomic_path
 
@@ -115,6 +113,9 @@ def runtime_figure(table: pd.DataFrame, path: PathLike, title: str, run: Mapping
                    unmeasured: Sequence[str] = ()) -> None:
     """Horizontal bars of the total wall time per rule, each labelled with its jobs' count, shortest and longest
     job and peak memory; the run's wall time in the title, the rules without benchmark files below."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # on use: the overview imports only the formats
+    from matplotlib.figure import Figure
+
     minutes = bool(len(table)) and float(table["total_s"].max()) >= 120
     scale, unit = (60, "min") if minutes else (1, "s")
     figure = Figure(figsize=(10, 0.5 * max(len(table), 1) + 2.2))

@@ -14,7 +14,6 @@ import yaml
 from lesionseg.inference.methods import split_method
 from lesionseg.io import atomic_path
 from lesionseg.labels import LabelScheme
-from lesionseg.reporting.figures import crf_effect_figure, dice_boxplot
 from lesionseg.reporting.gallery import Embedding, lowest_dice, shown_subjects
 from lesionseg.reporting.pages import (
     SORT_SCRIPT,
@@ -230,6 +229,8 @@ def summarise_dataset(dataset: str, per_subject: Mapping[str, PathLike], scheme:
     ``comparison_path`` is the networks' comparison (:func:`~lesionseg.reporting.tables.method_comparison`,
     ``ensembles``: the dataset's ensemble networks -> their members), with a header only when the dataset has
     fewer than two networks."""
+    from lesionseg.reporting.figures import crf_effect_figure, dice_boxplot  # matplotlib: only this rule draws
+
     results = load_per_subject(per_subject)
     regions = list(scheme.regions)
     title = f"{dataset}: evaluation on the test subjects"

@@ -5,10 +5,6 @@ from __future__ import annotations
 import os
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.colors import ListedColormap
-from matplotlib.figure import Figure
-from matplotlib.patches import Patch
 
 from lesionseg.io import atomic_path
 from lesionseg.labels import LabelScheme
@@ -51,6 +47,12 @@ def save_qc_png(subject: SyntheticSubject, path: str | os.PathLike, scheme: Labe
     are shown in neurological orientation (patient's right on the right,
     anterior up). Written atomically through a temporary file in the same folder.
     """
+    # matplotlib here, not on import: lesionseg.synthetic's other users (the head template) draw nothing
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.colors import ListedColormap
+    from matplotlib.figure import Figure
+    from matplotlib.patches import Patch
+
     spacing_mm = float(np.linalg.norm(subject.affine[:3, 0]))
     slices = _lesion_slices(subject.label, subject.brain_mask)
     crop_x, crop_y = _head_crop(subject.brain_mask, spacing_mm)

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from lesionseg.architectures import architecture_parameters
 from lesionseg.config import ConfigError
 from lesionseg.nnunet import ARCHITECTURE as NNUNET
 from lesionseg.nnunet import INFERENCE_DEFAULTS as NNUNET_INFERENCE_DEFAULTS
@@ -191,8 +192,6 @@ def nnunet_parameters(entry: Mapping[str, Any]) -> dict[str, Any]:
 
 def resolve_models(config: Mapping[str, Any]) -> dict[str, ModelSpec]:
     """Every model of a validated config, checked (a cascade names a trained first network of its kind)."""
-    from lesionseg.models import architecture_parameters
-
     specs = {}
     for name, entry in config.get("models", {}).items():
         if "pretrained" in entry:  # imported from a model file: never trained here
