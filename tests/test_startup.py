@@ -52,6 +52,7 @@ except SystemExit as end:
     "lesionseg.nnunet.layout",
     "lesionseg.preprocessing.steps",
     "lesionseg.evaluation.steps",
+    "lesionseg.evaluation.calibration",
     "lesionseg.reporting.overlays",
 ])
 def test_the_modules_of_rules_without_a_network_import_no_torch(module, tmp_path):
