@@ -102,7 +102,8 @@ def export_model_command(configfile: Path, dataset: str, model: str, out: Path, 
 
 
 def predict_command(model: Path, images: Sequence[str], out: Path, mask: Path | None, crf: bool, threads: int,
-                    skull_strip: str | None, coregister: bool, mirroring: bool = True) -> int:
+                    skull_strip: str | None, coregister: bool, mirroring: bool = True,
+                    mirror_axes: Sequence[int] = ()) -> int:
     """Segment one subject with a model file."""
     from lesionseg.inference.predict import predict_subject, schema_defaults
     from lesionseg.preprocessing.steps import PreprocessingError
@@ -117,13 +118,15 @@ def predict_command(model: Path, images: Sequence[str], out: Path, mask: Path | 
         by_modality[modality] = Path(path)
     logging.getLogger("lesionseg").setLevel(logging.INFO)
     try:
-        inference = {**schema_defaults("inference"), "nnunet": {"mirroring": mirroring}}
+        inference = {**schema_defaults("inference"), "nnunet": {"mirroring": mirroring},
+                     "mirror_axes": list(mirror_axes)}
         result = predict_subject(model, by_modality, out, mask=mask, crf=crf, threads=threads,
                                  skull_strip=skull_strip, coregister=coregister, inference=inference)
     except (ConfigError, PreprocessingError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1
-    print(f"{result.method}: wrote {result.segmentation} and {result.probabilities}")
+    print(f"{result.method}: wrote {result.segmentation} and {result.probabilities}; uncertainty maps "
+          f"{result.entropy} and {result.mutual_information}")
     return 0
 
 
@@ -150,7 +153,8 @@ def _parser() -> argparse.ArgumentParser:
     predict_cmd.add_argument("--image", action="append", required=True, metavar="MODALITY=FILE",
                              help="one per modality the model takes")
     predict_cmd.add_argument("--out", type=Path, required=True,
-                             help="folder for segmentation.nii.gz and probabilities.nii.gz")
+                             help="folder for segmentation.nii.gz, probabilities.nii.gz, entropy.nii.gz and "
+                                  "mutual_information.nii.gz")
     predict_cmd.add_argument("--mask", type=Path,
                              help="brain mask (> 0.5 is brain); default: the images are brain-only")
     predict_cmd.add_argument("--skull-strip", choices=["none", "robex", "hd-bet"],
@@ -161,6 +165,10 @@ def _parser() -> argparse.ArgumentParser:
     predict_cmd.add_argument("--no-mirroring", dest="mirroring", action="store_false",
                              help="nnU-Net networks: no test-time mirroring (8 times faster in 3D, as the workflow "
                                   "with inference: {mirroring: false})")
+    predict_cmd.add_argument("--mirror-axes", type=int, nargs="+", default=[], choices=[0, 1, 2], metavar="AXIS",
+                             help="DeepMedic and Havaei networks: test-time mirroring along these axes of the "
+                                  "preprocessed image (0 left-right, 1 front-back, 2 up-down; 2^n times the time), "
+                                  "as the workflow with inference: {mirror_axes: [...]}")
     predict_cmd.add_argument("--threads", type=int, default=2)
     return parser
 
@@ -178,7 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("error: give --mask or --skull-strip, not both", file=sys.stderr)
             return 2
         return predict_command(args.model, args.image, args.out, args.mask, args.crf, args.threads,
-                               args.skull_strip, args.coregister, args.mirroring)
+                               args.skull_strip, args.coregister, args.mirroring,
+                               args.mirror_axes)
     if args.n < 1 or args.spacing <= 0:
         print("error: --n must be >= 1 and --spacing > 0", file=sys.stderr)
         return 2

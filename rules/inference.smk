@@ -13,6 +13,7 @@ rule infer:
         mask=f"{OUT}/brain_mask.nii.gz",
     output:
         probabilities="results/{dataset}/inference/{network}/{subject}.nii.gz",
+        mutual_information="results/{dataset}/inference_mutual_information/{network}/{subject}.nii.gz",
     log:
         "logs/{dataset}/infer/{network}/{subject}.log",
     benchmark:
@@ -36,8 +37,10 @@ rule infer:
 rule ensemble:
     input:
         members=ensemble_members,
+        member_mutual_information=ensemble_member_mutual_information,
     output:
         probabilities="results/{dataset}/inference/{network}/{subject}.nii.gz",
+        mutual_information="results/{dataset}/inference_mutual_information/{network}/{subject}.nii.gz",
     log:
         "logs/{dataset}/ensemble/{network}/{subject}.log",
     wildcard_constraints:
@@ -56,10 +59,13 @@ rule ensemble:
 rule export_results:
     input:
         probabilities="results/{dataset}/inference/{method}/{subject}.nii.gz",
+        mutual_information=network_mutual_information,  # after the CRF too: the network's predictions' disagreement
         geometry=f"{OUT}/geometry.json",
     output:
         probabilities="results/{dataset}/probabilities/{method}/{subject}.nii.gz",
         segmentation="results/{dataset}/segmentations/{method}/{subject}.nii.gz",
+        entropy="results/{dataset}/entropy/{method}/{subject}.nii.gz",
+        mutual_information="results/{dataset}/mutual_information/{method}/{subject}.nii.gz",
     log:
         "logs/{dataset}/export_results/{method}/{subject}.log",
     benchmark:

@@ -47,7 +47,7 @@ def inference_link(wildcards):
 def inference_settings(wildcards):
     """The keys of `inference:` that dense inference uses, and an nnU-Net model's own `inference:` (mirroring,
     tile step) for its networks only (so that editing it re-runs nothing else)."""
-    keys = ("segment_size", "batch_size", "precision", "memory_budget_mb")
+    keys = ("segment_size", "batch_size", "precision", "memory_budget_mb", "mirror_axes")
     settings = {key: config["inference"][key] for key in keys}
     model = network_of(wildcards).model
     if model in MODELS and MODELS[model].is_nnunet:
@@ -68,6 +68,17 @@ def inference_mem_mb(wildcards, input):
 def ensemble_members(wildcards):
     return [f"results/{wildcards.dataset}/inference/{m}/{wildcards.subject}.nii.gz"
             for m in network_of(wildcards).members]
+
+
+def ensemble_member_mutual_information(wildcards):
+    return [f"results/{wildcards.dataset}/inference_mutual_information/{m}/{wildcards.subject}.nii.gz"
+            for m in network_of(wildcards).members]
+
+
+def network_mutual_information(wildcards):
+    """The disagreement of the predictions averaged by a method's network (the CRF keeps its network's)."""
+    network = split_method(wildcards.method)[0]
+    return f"results/{wildcards.dataset}/inference_mutual_information/{network}/{wildcards.subject}.nii.gz"
 
 
 # --- Methods: the dataset's networks, + crf, + pp, and the subjects each segments ------------------------------
@@ -94,12 +105,13 @@ def method_subjects(dataset, method):
 
 
 def segmentation_targets(dataset):
-    """Segmentations of every method for each subject it segments, on the original grid, and the probability maps
-    of the methods that have one (the post-processing changes only the segmentation)."""
+    """Segmentations of every method for each subject it segments, on the original grid, and the probability and
+    uncertainty maps of the methods that have them (the post-processing changes only the segmentation)."""
     targets = []
     for method in methods_of(dataset):
         for subject in method_subjects(dataset, method):
             targets.append(f"results/{dataset}/segmentations/{method}/{subject}.nii.gz")
             if not split_postprocessing(method)[1]:
-                targets.append(f"results/{dataset}/probabilities/{method}/{subject}.nii.gz")
+                targets += [f"results/{dataset}/{kind}/{method}/{subject}.nii.gz"
+                            for kind in ("probabilities", "entropy", "mutual_information")]
     return targets

@@ -9,4 +9,4 @@ inputs, params, wildcards = snakemake.input, snakemake.params, snakemake.wildcar
 # The segmentations come in the order of params.methods: the network, then its variants, side by side.
 overlay_subject(wildcards.subject, list(params.methods), list(inputs.images), params.modalities, inputs.get("truth"),
                 list(inputs.segmentations), scheme_from_config(params.scheme, name=params.scheme["name"]),
-                snakemake.output.png)
+                snakemake.output.png, inputs.probabilities)

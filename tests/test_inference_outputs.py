@@ -17,6 +17,7 @@ from lesionseg.inference.outputs import (
 from lesionseg.crf import CRFParameters
 from lesionseg.inference.segmentation_steps import ensemble_subject, export_subject
 from lesionseg.inference.steps import crf_subject
+from lesionseg.inference.uncertainty import normalised_entropy
 from lesionseg.io import read_image, write_nifti
 from lesionseg.labels import LABEL_SCHEMES
 from lesionseg.preprocessing.geometry import GridGeometry
@@ -114,8 +115,12 @@ def test_export_resamples_to_the_original_grid_and_affine(tmp_path):
     probabilities[:, 5:11, 5:11, 4:9] = np.array([0, 0.2, 0.1, 0.7])[:, None, None, None]
     probabilities[:, 14, 14, 11] = [0, 1, 0, 0]  # a one-voxel speck, removed below
     write_probabilities(tmp_path / "p.nii.gz", probabilities, geometry.affine)
-    export_subject(tmp_path / "p.nii.gz", tmp_path / "geometry.json", BRATS, tmp_path / "out_p.nii.gz",
-                   tmp_path / "seg.nii.gz", min_component_mm3=20, probabilities_dtype="uint8")
+    disagreement = np.zeros(geometry.shape, dtype=np.float32)
+    disagreement[5:11, 5:11, 4:9] = 0.25
+    write_nifti(tmp_path / "mi.nii.gz", disagreement, geometry.affine)
+    export_subject(tmp_path / "p.nii.gz", tmp_path / "mi.nii.gz", tmp_path / "geometry.json", BRATS,
+                   tmp_path / "out_p.nii.gz", tmp_path / "seg.nii.gz", tmp_path / "entropy.nii.gz",
+                   tmp_path / "out_mi.nii.gz", min_component_mm3=20, probabilities_dtype="uint8")
     segmentation = read_image(tmp_path / "seg.nii.gz", dtype=None)
     assert segmentation.data.shape == (40, 40, 30) and np.allclose(segmentation.affine, original_affine)
     assert set(np.unique(segmentation.data)) == {0, 4}
@@ -123,17 +128,34 @@ def test_export_resamples_to_the_original_grid_and_affine(tmp_path):
     assert 10 <= segmentation.data.any(axis=(1, 2)).sum() <= 13
     exported = read_probabilities(tmp_path / "out_p.nii.gz")
     assert exported.data.shape == (4, 40, 40, 30) and np.allclose(exported.data.sum(axis=0), 1, atol=0.01)
+    # The uncertainty maps on the same grid: certain background outside the crop, the lesion's entropy and the
+    # network's disagreement inside it.
+    entropy = read_image(tmp_path / "entropy.nii.gz")
+    mutual_information = read_image(tmp_path / "out_mi.nii.gz")
+    for volume in (entropy, mutual_information):
+        assert volume.data.shape == (40, 40, 30) and np.allclose(volume.affine, original_affine)
+    lesion = segmentation.data == 4
+    assert entropy.data[0].max() == 0 and np.allclose(entropy.data[lesion].max(), normalised_entropy(
+        np.array([0, 0.2, 0.1, 0.7])[:, None]).item(), atol=1e-3)
+    assert mutual_information.data[0].max() == 0 and np.isclose(mutual_information.data[lesion].max(), 0.25)
 
 
 def test_ensembles_average_their_members_and_refuse_other_grids(tmp_path):
     a, b = random_probabilities((4, 5, 6), seed=1), random_probabilities((4, 5, 6), seed=2)
     write_probabilities(tmp_path / "a.nii.gz", a, np.eye(4))
     write_probabilities(tmp_path / "b.nii.gz", b, np.eye(4))
-    ensemble_subject([tmp_path / "a.nii.gz", tmp_path / "b.nii.gz"], tmp_path / "e.nii.gz")
+    none = np.zeros((4, 5, 6), dtype=np.float32)
+    write_nifti(tmp_path / "none.nii.gz", none, np.eye(4))  # single predictions: no disagreement inside
+    members_mi = [tmp_path / "none.nii.gz"] * 2
+    ensemble_subject([tmp_path / "a.nii.gz", tmp_path / "b.nii.gz"], members_mi, tmp_path / "e.nii.gz",
+                     tmp_path / "e_mi.nii.gz")
     assert np.allclose(read_probabilities(tmp_path / "e.nii.gz").data, (a + b) / 2, atol=1e-6)
+    expected = normalised_entropy((a + b) / 2) - (normalised_entropy(a) + normalised_entropy(b)) / 2
+    assert np.allclose(read_image(tmp_path / "e_mi.nii.gz").data, expected, atol=1e-5)
     write_probabilities(tmp_path / "c.nii.gz", b, np.diag([2.0, 2, 2, 1]))
     with pytest.raises(ValueError, match="grid differs"):
-        ensemble_subject([tmp_path / "a.nii.gz", tmp_path / "c.nii.gz"], tmp_path / "f.nii.gz")
+        ensemble_subject([tmp_path / "a.nii.gz", tmp_path / "c.nii.gz"], members_mi, tmp_path / "f.nii.gz",
+                         tmp_path / "f_mi.nii.gz")
 
 
 def test_the_example_config_is_valid_and_its_ensemble_resolves():
@@ -161,7 +183,8 @@ def test_bad_inputs_of_the_crf_and_export_name_their_files(tmp_path):
 
     geometry = GridGeometry((12, 12, 12), np.eye(4), np.zeros(3), np.ones(3), (7, 6, 6))
     geometry.to_json(tmp_path / "geometry.json")
+    write_nifti(tmp_path / "mi.nii.gz", np.zeros((6, 6, 6), np.float32), np.eye(4))
     with pytest.raises(ValueError, match=r"p.nii.gz: shape \(6, 6, 6\) differs .*geometry.json"):
-        export_subject(tmp_path / "p.nii.gz", tmp_path / "geometry.json", BRATS, tmp_path / "po.nii.gz",
-                       tmp_path / "seg.nii.gz")
+        export_subject(tmp_path / "p.nii.gz", tmp_path / "mi.nii.gz", tmp_path / "geometry.json", BRATS,
+                       tmp_path / "po.nii.gz", tmp_path / "seg.nii.gz", tmp_path / "h.nii.gz", tmp_path / "mo.nii.gz")
     assert not (tmp_path / "po.nii.gz").exists() and not (tmp_path / "seg.nii.gz").exists()

@@ -9,7 +9,7 @@ import torch
 from lesionseg.inference.outputs import read_probabilities
 from lesionseg.inference.segmentation_steps import ensemble_subject
 from lesionseg.inference.steps import infer_subject, load_networks, network_probabilities
-from lesionseg.io import write_nifti
+from lesionseg.io import read_image, write_nifti
 from lesionseg.models import build_model
 from lesionseg.training.checkpoints import (ModelMismatchError, combine_model_files, network_record,
                                             read_model_file, save_model_file)
@@ -47,19 +47,27 @@ def test_an_ensemble_file_averages_exactly_as_the_workflow_averages_its_members(
     # The workflow: one probability file per member, then the ensemble rule.
     for k, path in enumerate(paths):
         infer_subject([path], tmp_path / "image.nii.gz", tmp_path / "mask.nii.gz", tmp_path / f"p{k}.nii.gz",
-                      "fp", SETTINGS)
-    ensemble_subject([tmp_path / f"p{k}.nii.gz" for k in range(3)], tmp_path / "ensemble.nii.gz")
+                      tmp_path / f"mi{k}.nii.gz", "fp", SETTINGS)
+        assert not read_image(tmp_path / f"mi{k}.nii.gz").data.any()  # one prediction: nothing to disagree
+    ensemble_subject([tmp_path / f"p{k}.nii.gz" for k in range(3)], [tmp_path / f"mi{k}.nii.gz" for k in range(3)],
+                     tmp_path / "ensemble.nii.gz", tmp_path / "ensemble_mi.nii.gz")
     # One file of three networks (an exported ensemble), and three files in one job (the k fold models).
     infer_subject([tmp_path / "trio.pt"], tmp_path / "image.nii.gz", tmp_path / "mask.nii.gz",
-                  tmp_path / "one_file.nii.gz", "fp", SETTINGS)
+                  tmp_path / "one_file.nii.gz", tmp_path / "one_file_mi.nii.gz", "fp", SETTINGS)
     infer_subject(paths, tmp_path / "image.nii.gz", tmp_path / "mask.nii.gz", tmp_path / "three_files.nii.gz",
-                  "fp", SETTINGS)
+                  tmp_path / "three_files_mi.nii.gz", "fp", SETTINGS)
     expected = read_probabilities(tmp_path / "ensemble.nii.gz").data
     assert np.array_equal(read_probabilities(tmp_path / "one_file.nii.gz").data, expected)
     assert np.array_equal(read_probabilities(tmp_path / "three_files.nii.gz").data, expected)
+    expected_mi = read_image(tmp_path / "ensemble_mi.nii.gz").data
+    assert expected_mi.max() > 0.01  # three differently initialised networks disagree somewhere
+    for name in ("one_file", "three_files"):
+        np.testing.assert_allclose(read_image(tmp_path / f"{name}_mi.nii.gz").data, expected_mi, atol=1e-5)
     names, networks, _ = load_networks(paths, "fp", torch.device("cpu"))
-    direct = network_probabilities(names, networks, image, mask, torch.device("cpu"), SETTINGS, progress=False)
+    direct, direct_mi = network_probabilities(names, networks, image, mask, torch.device("cpu"), SETTINGS,
+                                              progress=False)
     assert np.array_equal(direct, expected)
+    np.testing.assert_allclose(direct_mi, expected_mi, atol=1e-5)
 
 
 def test_networks_of_other_inputs_or_preprocessing_are_not_combined_or_applied(tmp_path):

@@ -195,8 +195,8 @@ def test_nnunet_plans_trains_resumes_and_predicts_with_its_own_code(tmp_path, ca
     outputs = {}
     for mirroring in (False, True):
         out = tmp_path / f"mirroring-{mirroring}.nii.gz"
-        infer_subject([files["model_path"]], subject / "image.nii.gz", subject / "brain_mask.nii.gz", out, "fp",
-                      {**settings, "nnunet": {"mirroring": mirroring}})
+        infer_subject([files["model_path"]], subject / "image.nii.gz", subject / "brain_mask.nii.gz", out,
+                      tmp_path / f"mi-{mirroring}.nii.gz", "fp", {**settings, "nnunet": {"mirroring": mirroring}})
         outputs[mirroring] = read_image(out).data
     probabilities = outputs[False]
     assert probabilities.shape == (30, 34, 28, 4)  # the preprocessing grid, class probabilities

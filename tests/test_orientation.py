@@ -125,9 +125,11 @@ def test_an_lps_metaimage_copy_is_preprocessed_like_the_nifti_and_its_segmentati
     probabilities[0] = 1
     probabilities[:, 4:9, 6:8, 3:10] = np.array([0.1, 0.9])[:, None, None, None]
     write_probabilities(tmp_path / "p.nii.gz", probabilities, geometry.affine)
+    write_nifti(tmp_path / "mi.nii.gz", np.zeros(geometry.shape, np.float32), geometry.affine)
     for name, volume in (("ras", ras), ("lps", lps)):
-        export_subject(tmp_path / "p.nii.gz", tmp_path / f"{name}.json", BINARY, tmp_path / f"{name}_p.nii.gz",
-                       tmp_path / f"{name}_seg.nii.gz")
+        export_subject(tmp_path / "p.nii.gz", tmp_path / "mi.nii.gz", tmp_path / f"{name}.json", BINARY,
+                       tmp_path / f"{name}_p.nii.gz", tmp_path / f"{name}_seg.nii.gz", tmp_path / f"{name}_h.nii.gz",
+                       tmp_path / f"{name}_mi.nii.gz")
         segmentation = read_image(tmp_path / f"{name}_seg.nii.gz", dtype=None)
         assert segmentation.data.shape == volume.data.shape
         np.testing.assert_allclose(segmentation.affine, volume.affine, atol=1e-6)

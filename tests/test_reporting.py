@@ -630,6 +630,34 @@ def test_overlay_without_truth(tmp_path):
     assert "no truth" in title and not any("Dice" in s for s in subtitle)
 
 
+def test_overlay_shows_each_region_s_uncertainty_where_the_network_doubted(tmp_path):
+    images, truth, prediction, affine = overlay_case()
+    # The network's probabilities: certain outside its prediction, 60% oedema / 40% enhancing inside it.
+    probabilities = np.zeros((BRATS.n_classes, *SHAPE), dtype=np.float32)
+    probabilities[0] = 1
+    inside = prediction > 0
+    probabilities[0, inside] = 0
+    probabilities[BRATS.class_names.index("edema"), inside] = 0.6
+    probabilities[BRATS.class_names.index("enhancing"), inside] = 0.4
+    path = tmp_path / "s01.png"
+    layout = overlay_figure("s01", images, OVERLAY_MODALITIES, truth, [("net", prediction)], BRATS, affine, path,
+                            uncertainty=("net", probabilities))
+    assert_png(path)
+    assert layout.has_uncertainty and layout.legend[-1][1] == "uncertain (last column)"
+    shown = on_display(layout, 34, 31)  # inside the prediction, on the lesion's slice
+    outside = on_display(layout, layout.crop[0].start, layout.crop[1].start)
+    for region, panels in layout.rows:
+        assert panels[-1].title == "net\nuncertainty"
+        alpha = panels[-1].fill[..., 3]
+        assert alpha[outside] == 0  # certain: the image shows through
+        # WT is certain inside (0.6 + 0.4), TC and ET are 0.4 / 0.6 coin flips: nearly the most uncertain.
+        assert (alpha[shown] < 0.01) if region == "WT" else (alpha[shown] > 0.8), region
+    assert any("Uncertainty" in s for s in overlay_headings("s01", ["net"], layout)[1])
+    with pytest.raises(ValueError, match="not on the images' grid"):
+        overlay_layout(images, OVERLAY_MODALITIES, truth, [("net", prediction)], BRATS, affine,
+                       ("net", probabilities[:, :-1]))
+
+
 def test_overlay_z_scored_background_and_no_lesion(tmp_path):
     # z-scored inside the brain: the background is a negative constant, the brain off the grid's centre.
     images, _, _, affine = overlay_case(background=-1.3, brain_centre=(20, 24, 17))

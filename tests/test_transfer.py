@@ -153,6 +153,10 @@ def test_an_exported_model_imported_and_predict_give_the_workflow_segmentation(a
     assert "dense inference" in done.stderr  # progress on the terminal
     assert np.array_equal(read_image(tmp_path / "crf/segmentation.nii.gz", dtype=None).data, workflow)
     assert np.array_equal(read_image(tmp_path / "crf/probabilities.nii.gz").data, workflow_probabilities.data)
+    for kind in ("entropy", "mutual_information"):  # and the uncertainty maps the workflow writes
+        np.testing.assert_array_equal(
+            read_image(tmp_path / f"crf/{kind}.nii.gz").data,
+            read_image(workdir / f"results/unlabelled/{kind}/tiny@cohort+crf/{subject}.nii.gz").data)
     assert data_digests(workdir / "unlabelled") == before  # nothing the user gave is modified
     # A missing modality is named; a broken image is named with the subject (its output folder) and the file.
     assert cli(["predict", "--model", str(model_file), *images[:3], "--out", str(tmp_path / "x")]) == 1

@@ -43,6 +43,8 @@ class Prediction:
 
     segmentation: Path
     probabilities: Path
+    entropy: Path
+    mutual_information: Path
     method: str
 
 
@@ -61,8 +63,9 @@ def predict_subject(model_path: str | Path, images: Mapping[str, str | Path], ou
                     mask: str | Path | None = None, crf: bool = False, threads: int = 2,
                     skull_strip: str | None = None, coregister: bool = False,
                     inference: Mapping[str, Any] | None = None, keep_intermediate: bool = False) -> Prediction:
-    """Segment one subject with a model file; write ``segmentation.nii.gz`` and ``probabilities.nii.gz``
-    (of the network, or of the network + CRF with ``crf``) on the grid of the model's reference modality."""
+    """Segment one subject with a model file; write ``segmentation.nii.gz``, ``probabilities.nii.gz`` (of the
+    network, or of the network + CRF with ``crf``) and the uncertainty maps ``entropy.nii.gz`` and
+    ``mutual_information.nii.gz`` on the grid of the model's reference modality."""
     from lesionseg.crf import CRFParameters
     from lesionseg.inference.segmentation_steps import export_subject
     from lesionseg.inference.steps import crf_subject, infer_subject
@@ -122,9 +125,9 @@ def predict_subject(model_path: str | Path, images: Mapping[str, str | Path], ou
         normalise_subject(PREDICT, subject, str(work / "resampled.nii.gz"), str(work / "brain_mask.nii.gz"),
                           modalities, settings["normalisation"], data_fingerprint, records, raw,
                           str(work / "image.nii.gz"), str(work / "provenance.json"))
-        network_output = work / "network.nii.gz"
+        network_output, network_mutual_information = work / "network.nii.gz", work / "mutual_information.nii.gz"
         infer_subject([model_path], work / "image.nii.gz", work / "brain_mask.nii.gz", network_output,
-                      data_fingerprint, dict(inference or schema_defaults("inference")), threads=threads)
+                      network_mutual_information, data_fingerprint, dict(inference or schema_defaults("inference")), threads=threads)
         final, method = network_output, contents["name"]
         if crf:
             parameters = contents.get("crf_parameters") or schema_defaults("crf")["parameters"]
@@ -133,10 +136,12 @@ def predict_subject(model_path: str | Path, images: Mapping[str, str | Path], ou
             final, method = work / "crf.nii.gz", f"{method}+crf"
             crf_subject(network_output, work / "image.nii.gz", work / "brain_mask.nii.gz", final,
                         CRFParameters.from_mapping(parameters), threads=threads)
-        segmentation, probabilities = out / "segmentation.nii.gz", out / "probabilities.nii.gz"
+        written = {name: out / f"{name}.nii.gz"
+                   for name in ("segmentation", "probabilities", "entropy", "mutual_information")}
         inference_settings = inference or schema_defaults("inference")
-        export_subject(final, work / "geometry.json", scheme, probabilities, segmentation,
+        export_subject(final, network_mutual_information, work / "geometry.json", scheme, written["probabilities"],
+                       written["segmentation"], written["entropy"], written["mutual_information"],
                        min_component_mm3=inference_settings["min_component_mm3"],
                        probabilities_dtype=inference_settings["probabilities_dtype"])
-    log.info("%s: wrote %s and %s", method, segmentation, probabilities)
-    return Prediction(segmentation, probabilities, method)
+    log.info("%s: wrote %s", method, ", ".join(str(path) for path in written.values()))
+    return Prediction(method=method, **written)

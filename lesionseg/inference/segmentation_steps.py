@@ -29,30 +29,39 @@ from lesionseg.inference.postprocessing import (
 )
 from lesionseg.io import atomic_path, read_image, write_nifti
 from lesionseg.labels import LabelScheme
-from lesionseg.preprocessing.geometry import GridGeometry
+from lesionseg.preprocessing.geometry import GridGeometry, to_original_grid
 
 log = logging.getLogger(__name__)
 
 PathLike = str | os.PathLike
 
 
-def ensemble_subject(member_paths: Sequence[PathLike], output: PathLike) -> None:
-    """Average the members' probability maps (all on the subject's preprocessing grid)."""
+def ensemble_subject(member_paths: Sequence[PathLike], member_mutual_information_paths: Sequence[PathLike],
+                     output: PathLike, mutual_information_out: PathLike) -> None:
+    """Average the members' probability maps (all on the subject's preprocessing grid); the ensemble's mutual
+    information keeps the disagreement inside each member as well as between them."""
+    from lesionseg.inference.uncertainty import MeanPrediction
+
     first = read_probabilities(member_paths[0])
-    total = first.data.astype(np.float64)
-    for path in member_paths[1:]:
-        member = read_probabilities(path)
+    mean = MeanPrediction()
+    for path, mutual_information_path in zip(member_paths, member_mutual_information_paths, strict=True):
+        member = first if path == member_paths[0] else read_probabilities(path)
         if member.data.shape != first.data.shape or not np.allclose(member.affine, first.affine, atol=1e-4):
             raise ValueError(f"{path}: its grid differs from {member_paths[0]}'s; ensemble members must come from "
                              "the same preprocessed subject")
-        total += member.data
-    write_probabilities(output, (total / len(member_paths)).astype(np.float32), first.affine)
+        mean.add(member.data, read_image(mutual_information_path).data)
+    write_probabilities(output, mean.mean(), first.affine)
+    write_nifti(mutual_information_out, mean.mutual_information(), first.affine)
 
 
-def export_subject(probabilities_path: PathLike, geometry_path: PathLike, scheme: LabelScheme,
-                   probabilities_out: PathLike, segmentation_out: PathLike, min_component_mm3: float = 0.0,
+def export_subject(probabilities_path: PathLike, mutual_information_path: PathLike, geometry_path: PathLike,
+                   scheme: LabelScheme, probabilities_out: PathLike, segmentation_out: PathLike,
+                   entropy_out: PathLike, mutual_information_out: PathLike, min_component_mm3: float = 0.0,
                    probabilities_dtype: str = "float32") -> None:
-    """Probabilities and segmentation (raw label values) on the subject's original grid and affine."""
+    """Probabilities, segmentation (raw label values) and the uncertainty maps (entropy of the probabilities,
+    mutual information of the network's averaged predictions) on the subject's original grid and affine."""
+    from lesionseg.inference.uncertainty import normalised_entropy
+
     geometry = GridGeometry.from_json(geometry_path)
     preprocessed = read_probabilities(probabilities_path).data
     if preprocessed.shape[1:] != tuple(geometry.shape):
@@ -64,8 +73,17 @@ def export_subject(probabilities_path: PathLike, geometry_path: PathLike, scheme
     segmentation, removed = segmentation_from_probabilities(probabilities, scheme, spacing, min_component_mm3)
     if removed:
         log.info("removed %d lesion components smaller than %g mm^3", removed, min_component_mm3)
+    mutual_information = read_image(mutual_information_path).data
+    if mutual_information.shape != preprocessed.shape[1:]:
+        raise ValueError(f"{mutual_information_path}: shape {mutual_information.shape} differs from its "
+                         f"probabilities' {preprocessed.shape[1:]} ({probabilities_path}); re-run the subject's "
+                         "inference")
+    mutual_information = to_original_grid(mutual_information, geometry, order=1, cval=0.0)
     write_probabilities(probabilities_out, probabilities, geometry.original_affine, probabilities_dtype)
     write_nifti(segmentation_out, segmentation, geometry.original_affine)
+    write_nifti(entropy_out, normalised_entropy(probabilities), geometry.original_affine)
+    write_nifti(mutual_information_out, np.clip(mutual_information, 0.0, 1.0).astype(np.float32),
+                geometry.original_affine)
 
 
 def _with_mean(dice: Mapping[str, float]) -> dict[str, float]:

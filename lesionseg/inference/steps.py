@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import yaml
 
-from lesionseg.io import Volume, atomic_path, read_image
+from lesionseg.io import Volume, atomic_path, read_image, write_nifti
 from lesionseg.labels import LabelScheme
 
 if TYPE_CHECKING:
@@ -54,31 +54,42 @@ def read_mask(path: PathLike) -> np.ndarray:
 
 def network_probabilities(names: Sequence[str], networks: Sequence[torch.nn.Module], image: np.ndarray,
                           mask: np.ndarray, device: torch.device, settings: Mapping[str, Any],
-                          progress: bool = True, spacing: Sequence[float] | None = None) -> np.ndarray:
+                          progress: bool = True, spacing: Sequence[float] | None = None
+                          ) -> tuple[np.ndarray, np.ndarray]:
     """Dense inference of networks on one image ``(c, x, y, z)`` of voxel sizes ``spacing`` (mm): their mean
-    probabilities (float32, summed in float64 as :func:`ensemble_subject` averages files). nnU-Net networks are
-    applied by nnU-Net's predictor with ``settings["nnunet"]`` (mirroring, tile_step_size)."""
+    probabilities (float32, summed in float64 as :func:`ensemble_subject` averages files) and the mutual
+    information between the averaged predictions (:mod:`lesionseg.inference.uncertainty`).
+
+    With ``settings["mirror_axes"]`` every network also segments the image flipped along each combination of
+    those axes, and its flipped-back predictions join the mean (test-time mirroring). nnU-Net networks are
+    applied by nnU-Net's predictor with ``settings["nnunet"]`` (its own mirroring, tile_step_size): one
+    prediction each.
+    """
     from lesionseg.inference.dense import predict_volume
+    from lesionseg.inference.uncertainty import MeanPrediction, flip_spatial, mirror_flips
     from lesionseg.nnunet.prediction import NnUNetModel
 
     segment = settings["segment_size"]
-    total = None
+    flips = mirror_flips(settings.get("mirror_axes", ()))
+    mean = MeanPrediction()
     for name, network in zip(names, networks, strict=True):
         if isinstance(network, NnUNetModel):
             if spacing is None:
                 raise ValueError(f"{name}: an nnU-Net network needs the image's voxel sizes")
-            probabilities = network.predict(image, spacing, device, settings.get("nnunet", {}), progress=progress)
-        else:
+            mean.add(network.predict(image, spacing, device, settings.get("nnunet", {}), progress=progress))
+            continue
+        for flip in flips:
             probabilities = predict_volume(
-                network, image, mask, device, tile_output=None if segment == "auto" else int(segment),
-                batch_size=settings["batch_size"], precision=settings["precision"],
-                memory_budget_mb=settings["memory_budget_mb"], progress=progress,
+                network, flip_spatial(image, flip), flip_spatial(mask, flip, channels_first=False), device,
+                tile_output=None if segment == "auto" else int(segment), batch_size=settings["batch_size"],
+                precision=settings["precision"], memory_budget_mb=settings["memory_budget_mb"], progress=progress,
             )
-        if len(networks) == 1:
-            return probabilities
-        log.info("network %s done", name)
-        total = probabilities.astype(np.float64) if total is None else total + probabilities
-    return (total / len(networks)).astype(np.float32)
+            mean.add(flip_spatial(probabilities, flip))
+        if len(networks) > 1:
+            log.info("network %s done", name)
+    if len(flips) > 1:
+        log.info("test-time mirroring: %d predictions per network (flips %s)", len(flips), flips)
+    return mean.mean(), mean.mutual_information()
 
 
 def load_networks(model_paths: Sequence[PathLike], fingerprint: str | None,
@@ -110,10 +121,11 @@ def to_dataset_classes(probabilities: np.ndarray, classes: Sequence[int] | None,
 
 
 def infer_subject(model_paths: Sequence[PathLike], image_path: PathLike, mask_path: PathLike, output: PathLike,
-                  fingerprint: str | None, settings: Mapping[str, Any], threads: int = 1,
-                  channels: Sequence[int] | None = None, classes: Sequence[int] | None = None,
+                  mutual_information_out: PathLike, fingerprint: str | None, settings: Mapping[str, Any],
+                  threads: int = 1, channels: Sequence[int] | None = None, classes: Sequence[int] | None = None,
                   n_classes: int | None = None) -> None:
-    """Dense inference of saved models (their mean) on one preprocessed subject.
+    """Dense inference of saved models (their mean) on one preprocessed subject; writes the probabilities and the
+    mutual information between the averaged predictions (fold models, networks, mirrorings).
 
     ``channels`` picks the image's channels in the model's order, ``classes`` maps the model's classes onto
     the dataset's ``n_classes`` (a model trained on another dataset); None: the same.
@@ -134,12 +146,13 @@ def infer_subject(model_paths: Sequence[PathLike], image_path: PathLike, mask_pa
                          f"{expected} ({', '.join(contents['modalities'])})")
     start = time.perf_counter()
     spacing = tuple(float(s) for s in np.linalg.norm(image.affine[:3, :3], axis=0))
-    probabilities = network_probabilities(names, networks, data, read_mask(mask_path), device, settings,
-                                          spacing=spacing)
+    probabilities, mutual_information = network_probabilities(names, networks, data, read_mask(mask_path), device,
+                                                              settings, spacing=spacing)
     log.info("%s: dense inference of %s voxels on %s in %.1f s", ", ".join(map(str, model_paths)),
              "x".join(map(str, data.shape[1:])), device, time.perf_counter() - start)
     n_classes = n_classes or probabilities.shape[0]
     write_probabilities(output, to_dataset_classes(probabilities, classes, n_classes), image.affine)
+    write_nifti(mutual_information_out, mutual_information, image.affine)
 
 
 def crf_subject(probabilities_path: PathLike, image_path: PathLike, mask_path: PathLike, output: PathLike,

@@ -5,8 +5,10 @@ A family is a network and its variants in the run (``deepmedic``, ``deepmedic+cr
 evaluation region of the label scheme: the modality that shows the region best, the truth filled in the
 region's colour, then for each method a map of the voxels it agreed on (the region's colour), missed (truth
 not predicted, :data:`MISSED_COLOUR`) and added (predicted, not truth: :data:`EXTRA_COLOUR`), titled with the
-subject's Dice of that region. Shown in radiological convention (the patient's right on the viewer's left,
-anterior up), as a radiologist reads axial images.
+subject's Dice of that region. A last column shows the network's uncertainty about the region: the entropy of
+the region's probability (0 where it is certain, 1 at 0.5), as a heat map over the image, so that a reader sees
+whether the errors lie where the network doubted. Shown in radiological convention (the patient's right on the
+viewer's left, anterior up), as a radiologist reads axial images.
 """
 
 from __future__ import annotations
@@ -17,13 +19,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from matplotlib import patheffects
+from matplotlib import colormaps, patheffects
 from matplotlib.axes import Axes
-from matplotlib.colors import to_rgba
+from matplotlib.colors import to_hex, to_rgba
 from matplotlib.patches import Patch
 
 from lesionseg.evaluation.metrics import dice
 from lesionseg.inference.methods import split_method
+from lesionseg.inference.postprocessing import region_classes
+from lesionseg.inference.uncertainty import normalised_entropy
 from lesionseg.io import read_channels, read_image
 from lesionseg.labels import LabelScheme
 from lesionseg.masks import bounding_box, differs_from_background
@@ -52,6 +56,10 @@ PANEL_TITLE_INCHES = 0.45
 """Room above each panel for its two-line title (method, Dice)."""
 SUBTITLE_CHARS_PER_INCH = 13
 """Characters of the 9.5 pt subtitle per inch of figure, where it wraps."""
+UNCERTAINTY_COLOURMAP = "inferno"
+"""Uncertainty from dark (low) to yellow (high); drawn more opaque as it grows, so certain voxels show the image."""
+UNCERTAINTY_ALPHA = 0.9
+"""Opacity of the highest uncertainty."""
 LEGEND_ENTRY_INCHES = 0.45
 LEGEND_CHAR_INCHES = 0.075
 """Width of a legend entry (patch and spacing, then per character), to tell when the legend needs two lines."""
@@ -79,6 +87,7 @@ class OverlayLayout:
     has_truth: bool
     through_lesion: bool  # False: no truth or prediction anywhere, the slice is the brain's middle
     legend: list[tuple[str, str]]  # (colour, label)
+    has_uncertainty: bool = False  # a last column of the network's uncertainty per region
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -147,6 +156,21 @@ def filled(mask: np.ndarray, colour: str, alpha: float = FILL_ALPHA) -> np.ndarr
     return rgba
 
 
+def heat(values: np.ndarray) -> np.ndarray:
+    """RGBA heat map of ``values`` in [0, 1]: :data:`UNCERTAINTY_COLOURMAP`, transparent at 0."""
+    values = np.clip(values, 0.0, 1.0)
+    rgba = colormaps[UNCERTAINTY_COLOURMAP](values).astype(np.float32)
+    rgba[..., 3] = UNCERTAINTY_ALPHA * values
+    return rgba
+
+
+def region_uncertainty(probabilities: np.ndarray, scheme: LabelScheme, region: str) -> np.ndarray:
+    """Entropy (in [0, 1]) of a region's probability, the sum of its classes' in ``(class, x, y, z)``
+    probabilities: how unsure a method is whether a voxel belongs to the region."""
+    inside = np.clip(probabilities[region_classes(scheme, region)].sum(axis=0), 0.0, 1.0)
+    return normalised_entropy(np.stack([inside, 1.0 - inside]))
+
+
 def agreement(truth: np.ndarray, prediction: np.ndarray, colour: str) -> np.ndarray:
     """RGBA map of a prediction against the truth: agreed voxels in ``colour``, missed ones in
     :data:`MISSED_COLOUR`, extra ones in :data:`EXTRA_COLOUR`."""
@@ -171,12 +195,14 @@ def overlay_layout(
     segmentations: Sequence[tuple[str, np.ndarray]],
     scheme: LabelScheme,
     affine: np.ndarray,
+    uncertainty: tuple[str, np.ndarray] | None = None,
 ) -> OverlayLayout:
     """The panels of a family's figure (see the module's description).
 
     ``images`` is (c, x, y, z) on a RAS+ grid with voxel-to-world ``affine``; ``truth_raw`` (None: unlabelled
     subject) and each segmentation are raw label maps of ``scheme`` on that grid, ``segmentations`` ordered as
-    the panels. The slice is where the largest region (truth and predictions together) has its largest
+    the panels. ``uncertainty``: a method and its class probabilities ``(class, x, y, z)`` on that grid, shown
+    in a last column as each region's uncertainty. The slice is where the largest region (truth and predictions together) has its largest
     cross-section; the crop holds every region's truth and predictions on it.
     """
     images = np.asarray(images)
@@ -188,6 +214,9 @@ def overlay_layout(
     for name, raw in labelled:
         if np.shape(raw) != images.shape[1:]:
             raise ValueError(f"{name} {np.shape(raw)} is not on the images' grid {images.shape[1:]}")
+    if uncertainty is not None and np.shape(uncertainty[1])[1:] != images.shape[1:]:
+        raise ValueError(f"the probabilities of {uncertainty[0]} {np.shape(uncertainty[1])[1:]} are not on the "
+                         f"images' grid {images.shape[1:]}")
 
     regions = list(scheme.regions)
     truth = {r: scheme.region_mask(truth_raw, r) for r in regions} if truth_raw is not None else None
@@ -222,6 +251,10 @@ def overlay_layout(
                 score = dice(masks[region], truth[region])
                 fill = agreement(shown(truth[region]), shown(masks[region]), colour)
                 panels.append(Panel(f"{method}\nDice {score:.2f}", panels[0].image, panels[0].window, fill))
+        if uncertainty is not None:
+            method, probabilities = uncertainty
+            panels.append(Panel(f"{method}\nuncertainty", panels[0].image, panels[0].window,
+                                heat(shown(region_uncertainty(probabilities, scheme, region)))))
         rows.append((region, panels))
 
     if truth is not None:
@@ -229,9 +262,11 @@ def overlay_layout(
         legend += [(MISSED_COLOUR, "missed (truth not predicted)"), (EXTRA_COLOUR, "extra (predicted, not truth)")]
     else:
         legend = [(scheme.region_colours[r], f"{r} predicted") for r in regions]
+    if uncertainty is not None:
+        legend.append((to_hex(colormaps[UNCERTAINTY_COLOURMAP](0.95)), "uncertain (last column)"))
     size = (float((crop[0].stop - crop[0].start) * spacing[0]), float((crop[1].stop - crop[1].start) * spacing[1]))
     return OverlayLayout(rows, z, world_z(affine, crop, z), crop, size, truth is not None, bool(unions[largest].any()),
-                         legend)
+                         legend, uncertainty is not None)
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -252,8 +287,8 @@ def _legend_inches(legend: Sequence[tuple[str, str]]) -> float:
 
 
 def _split_legend(legend: Sequence[tuple[str, str]]) -> list[list[tuple[str, str]]]:
-    """The legend on two lines: the regions' colours, then missed and extra."""
-    errors = {MISSED_COLOUR, EXTRA_COLOUR}
+    """The legend on two lines: the regions' colours, then missed, extra and uncertain."""
+    errors = {MISSED_COLOUR, EXTRA_COLOUR, to_hex(colormaps[UNCERTAINTY_COLOURMAP](0.95))}
     lines = [[e for e in legend if e[0] not in errors], [e for e in legend if e[0] in errors]]
     return [line for line in lines if line]
 
@@ -323,6 +358,9 @@ def overlay_headings(subject: str, methods: Sequence[str], layout: OverlayLayout
     subtitle = [f"Axial slice at z = {layout.z_mm:+.1f} mm, {where}."]
     if layout.has_truth:
         subtitle.append("Dice: the region over the whole volume.")
+    if layout.has_uncertainty:
+        subtitle.append("Uncertainty: entropy of the region's probability, transparent where certain, yellow at "
+                        "50%.")
     subtitle.append("Radiological view: the patient's right (R) on the left, anterior up.")
     return title, subtitle
 
@@ -336,20 +374,22 @@ def overlay_figure(
     scheme: LabelScheme,
     affine: np.ndarray,
     path: PathLike,
+    uncertainty: tuple[str, np.ndarray] | None = None,
 ) -> OverlayLayout:
     """The figure of one subject and one method family (arrays as in :func:`overlay_layout`), written
     atomically as PNG; returns its layout."""
-    layout = overlay_layout(images, modalities, truth_raw, segmentations, scheme, affine)
+    layout = overlay_layout(images, modalities, truth_raw, segmentations, scheme, affine, uncertainty)
     draw_overlay(layout, *overlay_headings(subject, [name for name, _ in segmentations], layout), path)
     return layout
 
 
 def overlay_subject(subject: str, methods: Sequence[str], image_paths: Sequence[PathLike], modalities: Sequence[str],
                     truth_path: PathLike | None, segmentation_paths: Sequence[PathLike], scheme: LabelScheme,
-                    output: PathLike) -> None:
+                    output: PathLike, probabilities_path: PathLike | None = None) -> None:
     """The overlay figure of one subject and one method family, from its files: the images (in the order of
-    ``modalities``), the truth (None for an unlabelled subject) and each method's segmentation (in the order of
-    ``methods``, the panels' order), all on one grid.
+    ``modalities``), the truth (None for an unlabelled subject), each method's segmentation (in the order of
+    ``methods``, the panels' order) and the probabilities of the first (the network) for its uncertainty, all on
+    one grid.
 
     Shown on the images' canonical (RAS+) grid, an exact transpose and flip, so that every subject's axial
     slices are the same way up whatever the files' storage order.
@@ -365,4 +405,8 @@ def overlay_subject(subject: str, methods: Sequence[str], image_paths: Sequence[
     images = np.moveaxis(to_preprocessing_grid(channels.data, canonical, order=0), -1, 0)
     truth = None if truth_path is None else label_map(truth_path)
     segmentations = [(method, label_map(path)) for method, path in zip(methods, segmentation_paths, strict=True)]
-    overlay_figure(subject, images, modalities, truth, segmentations, scheme, canonical.affine, output)
+    uncertainty = None
+    if probabilities_path is not None:
+        probabilities = to_preprocessing_grid(read_image(probabilities_path).data, canonical, order=0)
+        uncertainty = (methods[0], np.moveaxis(probabilities, -1, 0))
+    overlay_figure(subject, images, modalities, truth, segmentations, scheme, canonical.affine, output, uncertainty)
