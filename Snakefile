@@ -37,6 +37,7 @@ include: "rules/inference.smk"
 include: "rules/crf.smk"
 include: "rules/postprocessing.smk"
 include: "rules/evaluation.smk"
+include: "rules/quality.smk"
 include: "rules/reporting.smk"
 
 

@@ -180,6 +180,7 @@ rule preprocessing_qc:
         geometry=f"{OUT}/geometry.json",
     output:
         png="results/{dataset}/qc/preprocessing/{subject}.png",  # in the report through results/preprocessing_qc.html
+        statistics="results/{dataset}/qc/preprocessing/{subject}.json",  # intensities, for the quality control
     log:
         "logs/{dataset}/preprocessing_qc/{subject}.log",
     params:

@@ -10,6 +10,6 @@ from lesionseg.inference.steps import infer_subject
 
 link = snakemake.params.link
 infer_subject(list(snakemake.input.models), snakemake.input.image, snakemake.input.mask,
-              snakemake.output.probabilities, snakemake.output.mutual_information, fingerprint=link["fingerprint"], settings=snakemake.params.settings,
-              threads=snakemake.threads, channels=link["channels"], classes=link["classes"],
-              n_classes=link["n_classes"])
+              snakemake.output.probabilities, snakemake.output.mutual_information, fingerprint=link["fingerprint"],
+              settings=snakemake.params.settings, threads=snakemake.threads, channels=link["channels"],
+              classes=link["classes"], n_classes=link["n_classes"])

@@ -1,5 +1,6 @@
-"""QC picture of a preprocessed subject (rule preprocessing_qc)."""
+"""QC picture and intensity statistics of a preprocessed subject (rule preprocessing_qc)."""
 
+from lesionseg.evaluation.quality_steps import write_image_statistics
 from lesionseg.logs import log_to_file
 from lesionseg.preprocessing.steps import preprocessing_qc_subject
 
@@ -15,3 +16,5 @@ preprocessing_qc_subject(
     modalities=snakemake.params.modalities,
     png_path=snakemake.output.png,
 )
+write_image_statistics(snakemake.input.image, snakemake.input.mask, snakemake.params.modalities,
+                       snakemake.output.statistics)

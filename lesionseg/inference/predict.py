@@ -127,7 +127,8 @@ def predict_subject(model_path: str | Path, images: Mapping[str, str | Path], ou
                           str(work / "image.nii.gz"), str(work / "provenance.json"))
         network_output, network_mutual_information = work / "network.nii.gz", work / "mutual_information.nii.gz"
         infer_subject([model_path], work / "image.nii.gz", work / "brain_mask.nii.gz", network_output,
-                      network_mutual_information, data_fingerprint, dict(inference or schema_defaults("inference")), threads=threads)
+                      network_mutual_information, data_fingerprint, dict(inference or schema_defaults("inference")),
+                      threads=threads)
         final, method = network_output, contents["name"]
         if crf:
             parameters = contents.get("crf_parameters") or schema_defaults("crf")["parameters"]

@@ -202,8 +202,8 @@ def overlay_layout(
     ``images`` is (c, x, y, z) on a RAS+ grid with voxel-to-world ``affine``; ``truth_raw`` (None: unlabelled
     subject) and each segmentation are raw label maps of ``scheme`` on that grid, ``segmentations`` ordered as
     the panels. ``uncertainty``: a method and its class probabilities ``(class, x, y, z)`` on that grid, shown
-    in a last column as each region's uncertainty. The slice is where the largest region (truth and predictions together) has its largest
-    cross-section; the crop holds every region's truth and predictions on it.
+    in a last column as each region's uncertainty. The slice is where the largest region (truth and predictions
+    together) has its largest cross-section; the crop holds every region's truth and predictions on it.
     """
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[0] != len(modalities):
