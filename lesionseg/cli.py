@@ -127,6 +127,10 @@ def predict_command(model: Path, images: Sequence[str], out: Path, mask: Path | 
         return 1
     print(f"{result.method}: wrote {result.segmentation} and {result.probabilities}; uncertainty maps "
           f"{result.entropy} and {result.mutual_information}")
+    quality = result.quality
+    dice = ", ".join(f"{region} {value:.2f}" for region, value in quality.predicted_dice.items())
+    print(f"quality: score {quality.score:.2f} (predicted Dice {dice}); "
+          + ("FLAGGED for review: " + "; ".join(quality.reasons) if quality.flagged else "not flagged"))
     return 0
 
 

@@ -25,3 +25,29 @@ rule evaluate:
         "../envs/io.yaml"
     script:
         "../scripts/evaluate.py"
+
+
+rule calibrate:
+    input:
+        unpack(calibration_inputs),
+    output:
+        bins="results/{dataset}/evaluation/{method}/calibration.csv",
+        summary="results/{dataset}/evaluation/{method}/calibration_summary.csv",
+    log:
+        "logs/{dataset}/calibrate/{method}.log",
+    benchmark:
+        "benchmarks/{dataset}/calibrate/{method}.tsv"
+    wildcard_constraints:
+        method=PROBABILITY_METHOD,  # a post-processed method has a segmentation only
+    params:
+        subjects=lambda wc: calibration_subjects(wc.dataset, wc.method),
+        scheme=lambda wc: DATASETS[wc.dataset].scheme.describe(),
+    localrule: True  # seconds of work: not worth a cluster job
+    threads: 1
+    resources:
+        mem_mb=calibration_mem_mb,
+        runtime=image_runtime(5, 0.02),
+    conda:
+        "../envs/io.yaml"
+    script:
+        "../scripts/calibrate.py"

@@ -1,7 +1,7 @@
-# Stage 7: per-dataset summaries (tables, CRF significance, figures), the per-subject page and overlays, and the
-# run's overview and preprocessing QC pages, marked for `snakemake --report report.html`. The per-subject pictures
-# (overlays, QC pictures) are no report items of their own: the pages embed them small, every subject's in a small
-# cohort and a bounded set in a large one (config `report:`), so that the report's size does not grow with the
+# Stage 7: per-dataset summaries (tables, CRF significance, calibration, figures), the per-subject page and overlays,
+# and the run's overview and preprocessing QC pages, marked for `snakemake --report report.html`. The per-subject
+# pictures (overlays, QC pictures) are no report items of their own: the pages embed them small, every subject's in a
+# small cohort and a bounded set in a large one (config `report:`), so that the report's size does not grow with the
 # cohort's.
 
 
@@ -40,6 +40,33 @@ rule summarise_dataset:
         "../envs/io.yaml"
     script:
         "../scripts/summarise_dataset.py"
+
+
+rule summarise_calibration:
+    input:
+        bins=lambda wc: [f"results/{wc.dataset}/evaluation/{m}/calibration.csv"
+                         for m in calibrated_methods(wc.dataset)],
+        summaries=lambda wc: [f"results/{wc.dataset}/evaluation/{m}/calibration_summary.csv"
+                              for m in calibrated_methods(wc.dataset)],
+    output:
+        csv="results/{dataset}/evaluation/calibration_summary.csv",
+        png=report("results/{dataset}/evaluation/reliability_diagram.png", caption="../report/calibration.rst",
+                   category="Evaluation", subcategory="{dataset}",
+                   labels={"Dataset": "{dataset}", "Item": "calibration"}),
+    log:
+        "logs/{dataset}/summarise_calibration.log",
+    params:
+        methods=lambda wc: calibrated_methods(wc.dataset),
+        regions=lambda wc: list(DATASETS[wc.dataset].scheme.regions),
+    localrule: True
+    threads: 1
+    resources:
+        mem_mb=500,  # small tables, whatever the number of subjects
+        runtime=5,
+    conda:
+        "../envs/io.yaml"
+    script:
+        "../scripts/summarise_calibration.py"
 
 
 rule subject_table:

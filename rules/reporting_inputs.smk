@@ -101,7 +101,8 @@ def probability_subjects(dataset, method):
 
 
 def benchmark_files(wildcards):
-    """The benchmark files of every heavy job of a dataset (exactly the jobs its targets need)."""
+    """The benchmark files of every heavy job of a dataset and of its calibrations (exactly the jobs its targets
+    need)."""
     dataset = wildcards.dataset
     subjects = manifest_subjects(dataset)
     steps = ["skull_strip", "bias_correct", "resample_crop"]
@@ -125,6 +126,7 @@ def benchmark_files(wildcards):
               for s in sorted(inferred[n])]
     exported = dict.fromkeys(split_postprocessing(m)[0] for m in methods_of(dataset))  # a +pp method's, its base's
     files += [f"benchmarks/{dataset}/export_results/{m}/{s}.tsv" for m in exported for s in method_subjects(dataset, m)]
+    files += [f"benchmarks/{dataset}/calibrate/{m}.tsv" for m in calibrated_methods(dataset)]
     return files
 
 

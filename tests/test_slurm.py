@@ -30,7 +30,8 @@ NETWORK_RULES = ["train_model", "infer", "tune_crf", "crf"]
 CLUSTER_JOBS = {"rule_manifest", "rule_train_model", "rule_tune_crf", "rule_infer", "rule_crf", "rule_export_results",
                 "group_preprocess"}
 # Seconds of work: the workflow runs them on the login node, not as cluster jobs.
-LIGHT_RULES = {"evaluate", "overlay", "postprocess_segmentation", "choose_postprocessing", "summarise_dataset"}
+LIGHT_RULES = {"evaluate", "calibrate", "overlay", "postprocess_segmentation", "choose_postprocessing",
+               "summarise_dataset", "summarise_calibration"}
 # Per group of the profile, the rule with one job per group job (a subject's preprocessing).
 GROUP_RULES = {"preprocess": "normalise"}
 # Only a guard against a hung run: minutes on a quiet machine, many times that on a loaded one.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -112,6 +113,9 @@ def test_an_exported_model_imported_and_predict_give_the_workflow_segmentation(a
     saved = read_model_file(model_file)  # everything needed elsewhere, provenance included
     tuned = yaml.safe_load((workdir / "results/cohort/crf/tiny/parameters.yaml").read_text())
     assert saved["crf_parameters"] == tuned["parameters"]
+    # ... and the quality models fitted on its validation subject, for predict's score.
+    fitted = yaml.safe_load((workdir / "results/cohort/quality/tiny+crf.yaml").read_text())
+    assert saved["quality_models"]["crf"] == fitted and set(saved["quality_models"]) == {"network", "crf"}
     assert saved["modalities"] == ["flair", "t1", "t1ce", "t2"] and saved["scheme"]["name"] == "brats2013"
     assert saved["preprocessing"]["resample"]["spacing_mm"] == 4.0
     network = saved["networks"][0]
@@ -151,6 +155,13 @@ def test_an_exported_model_imported_and_predict_give_the_workflow_segmentation(a
     done = subprocess.run([*predict, *common, "--out", str(tmp_path / "crf"), "--crf"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "dense inference" in done.stderr  # progress on the terminal
+    # Its quality score under the model file's quality model, printed and written, as the workflow scores it.
+    assert "quality: score" in done.stdout and ("FLAGGED for review" in done.stdout or "not flagged" in done.stdout)
+    scored = json.loads((tmp_path / "crf/quality.json").read_text())
+    assert scored["quality_model"] == "fitted" and 0 <= scored["score"] <= 1
+    in_workflow = pd.read_csv(workdir / "results/unlabelled/qc/tiny@cohort+crf.csv").set_index("subject").loc[subject]
+    assert scored["score"] == pytest.approx(in_workflow["score"], abs=1e-4)
+    assert scored["reasons"] == (in_workflow["reasons"] if isinstance(in_workflow["reasons"], str) else "")
     assert np.array_equal(read_image(tmp_path / "crf/segmentation.nii.gz", dtype=None).data, workflow)
     assert np.array_equal(read_image(tmp_path / "crf/probabilities.nii.gz").data, workflow_probabilities.data)
     for kind in ("entropy", "mutual_information"):  # and the uncertainty maps the workflow writes

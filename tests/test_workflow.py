@@ -159,8 +159,8 @@ def test_preprocessing_and_training_end_to_end_with_incremental_reruns(tmp_path)
     planned = jobs_planned(run(tmp_path, changed, "--dry-run"))
     downstream = {"infer": 4, "ensemble": 2, "tune_crf": 3, "crf": 6, "export_results": 6,
                   "choose_postprocessing": 6, "postprocess_segmentation": 6, "evaluate": 12, "overlay": 3,
-                  "summarise_dataset": 1, "subject_table": 1, "summarise_postprocessing": 1, "runtimes": 1,
-                  "overview": 1}
+                  "calibrate": 6, "summarise_calibration": 1, "summarise_dataset": 1, "subject_table": 1,
+                  "summarise_postprocessing": 1, "runtimes": 1, "overview": 1}
     assert planned == {"normalise": 3, "preprocessing_qc": 3, "train_model": 3, "learning_curves": 2, **downstream,
                        "all": 1}, planned
     # Changing which modalities N4 corrects re-runs from N4 on, not skull-stripping.
@@ -181,7 +181,7 @@ def test_preprocessing_and_training_end_to_end_with_incremental_reruns(tmp_path)
     planned = jobs_planned(run(tmp_path, changed, "--dry-run"))
     assert planned == {"train_model": 2, "learning_curves": 1, "infer": 2, "ensemble": 2, "tune_crf": 2, "crf": 4,
                        "export_results": 4, "choose_postprocessing": 4, "postprocess_segmentation": 4, "evaluate": 8,
-                       "overlay": 2, "summarise_dataset": 1, "subject_table": 1, "summarise_postprocessing": 1,
+                       "overlay": 2, "calibrate": 4, "summarise_calibration": 1, "summarise_dataset": 1, "subject_table": 1, "summarise_postprocessing": 1,
                        "runtimes": 1, "overview": 1, "all": 1}, planned
 
     # Every method's results for the test subject, on its original grid, in raw label values.
@@ -215,14 +215,15 @@ def test_preprocessing_and_training_end_to_end_with_incremental_reruns(tmp_path)
     planned = jobs_planned(run(tmp_path, PREPROCESSING_CONFIG.replace("iterations: 2}", "iterations: 3}"),
                                "--dry-run"))
     assert planned == {"tune_crf": 3, "crf": 6, "export_results": 3, "choose_postprocessing": 3,
-                       "postprocess_segmentation": 3, "evaluate": 6, "overlay": 3, "summarise_dataset": 1,
+                       "postprocess_segmentation": 3, "evaluate": 6, "overlay": 3, "calibrate": 3,
+                       "summarise_calibration": 1, "summarise_dataset": 1,
                        "subject_table": 1, "summarise_postprocessing": 1, "runtimes": 1, "overview": 1,
                        "all": 1}, planned
     # Removing small components re-runs the export and what starts from it.
     planned = jobs_planned(run(tmp_path, PREPROCESSING_CONFIG.replace("min_component_mm3: 200",
                                                                       "min_component_mm3: 0"), "--dry-run"))
     assert planned == {"export_results": 6, "choose_postprocessing": 6, "postprocess_segmentation": 6, "evaluate": 12,
-                       "overlay": 3, "summarise_dataset": 1, "subject_table": 1, "summarise_postprocessing": 1,
+                       "overlay": 3, "calibrate": 6, "summarise_calibration": 1, "summarise_dataset": 1, "subject_table": 1, "summarise_postprocessing": 1,
                        "runtimes": 1, "overview": 1, "all": 1}, planned
     # The sizes the post-processing tries re-run its choice and the post-processed methods only.
     planned = jobs_planned(run(tmp_path, PREPROCESSING_CONFIG + "postprocessing: {min_component_mm3: [20]}\n",

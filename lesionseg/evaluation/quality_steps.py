@@ -11,7 +11,8 @@ import json
 import logging
 import os
 from pathlib import Path
-from collections.abc import Sequence
+from typing import Any
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -21,6 +22,7 @@ from lesionseg.evaluation.metrics import region_dice
 from lesionseg.evaluation.quality import (
     QualityModel,
     RegionFeatures,
+    SubjectQuality,
     assess_subject,
     fit_quality_model,
     image_features,
@@ -96,6 +98,23 @@ def fit_quality_model_on_validation(
 def read_quality_model(path: PathLike) -> QualityModel:
     with open(path) as stream:
         return QualityModel.from_mapping(yaml.safe_load(stream))
+
+
+def assess_prediction(subject: str, probabilities_path: PathLike, mutual_information_path: PathLike,
+                      image_path: PathLike, mask_path: PathLike, modalities: Sequence[str], scheme: LabelScheme,
+                      model: Mapping[str, Any] | None, output: PathLike) -> SubjectQuality:
+    """One subject's quality under a model file's quality model (its YAML mapping; None: unfitted, no
+    reference), from its preprocessing-grid outputs and image (lesionseg predict); written as JSON."""
+    quality_model = (QualityModel.from_mapping(model) if model is not None
+                     else fit_quality_model({}, {}, [], [], list(scheme.regions)))
+    features, _ = subject_features(probabilities_path, mutual_information_path, scheme)
+    image = read_image(image_path)
+    statistics = image_features(image.data, read_image(mask_path, dtype=None).data > 0, modalities)
+    quality = assess_subject(subject, features, statistics, quality_model)
+    with atomic_path(output) as tmp:
+        tmp.write_text(json.dumps({**quality_table([quality])[0], "quality_model": "fitted" if model else "none"},
+                                  indent=1))
+    return quality
 
 
 def assess_method(subjects: Sequence[str], probability_paths: Sequence[PathLike],

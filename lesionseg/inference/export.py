@@ -16,7 +16,8 @@ from typing import Any
 import yaml
 
 from lesionseg.config import ConfigError
-from lesionseg.inference.methods import APPLIED_SEPARATOR, FOLDS, dataset_networks, fold_count, pretrained_models
+from lesionseg.inference.methods import (APPLIED_SEPARATOR, CRF_SUFFIX, FOLDS, dataset_networks, fold_count,
+                                        pretrained_models)
 from lesionseg.training.settings import resolve_models
 
 log = logging.getLogger(__name__)
@@ -60,6 +61,21 @@ def network_model_files(config: Mapping[str, Any], dataset: str, network: str, r
     return files
 
 
+def fitted_quality_models(results: Path, dataset: str, network: str) -> dict[str, Any]:
+    """The quality models the workflow fitted for a network and its CRF on a dataset, by "network" and "crf"
+    (those present: a dataset without labelled validation subjects has unfitted ones, kept as well)."""
+    name = network.removesuffix(f"{APPLIED_SEPARATOR}{FOLDS}")
+    models = {}
+    for key, method in (("network", name), ("crf", f"{name}{CRF_SUFFIX}")):
+        path = results / dataset / "quality" / f"{method}.yaml"
+        if path.is_file():
+            models[key] = yaml.safe_load(path.read_text())
+    if not models:
+        log.warning("no quality model of %s on %s (run the workflow's quality control first): lesionseg predict "
+                    "will score its segmentations without one", network, dataset)
+    return models
+
+
 def export_model(config: Mapping[str, Any], dataset: str, network: str, out: str | Path,
                  results: str | Path = "results") -> dict[str, Any]:
     """Write a dataset's network (model, ensemble, or the k fold models) as one model file; returns its
@@ -82,6 +98,7 @@ def export_model(config: Mapping[str, Any], dataset: str, network: str, out: str
             crf_tuning = {k: record[k] for k in ("validation_subjects", "mean_dice", "network_mean_dice")
                           if k in record}
     combined = combine_model_files(files, network, crf, {"dataset": dataset, "crf_tuning": crf_tuning})
+    combined["quality_models"] = fitted_quality_models(results, dataset, network)
     save_model_file(out, combined)
     log.info("wrote %s: %d network(s) of %s on %s", out, len(combined["networks"]), network, dataset)
     return {k: v for k, v in combined.items() if k != "networks"} | {

@@ -16,13 +16,16 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from lesionseg.config import ConfigError
 from lesionseg.datasets.formats import SubjectFiles
 from lesionseg.datasets.validation import validate_subject
 from lesionseg.labels import scheme_from_config
 from lesionseg.preprocessing.settings import fingerprint
+
+if TYPE_CHECKING:
+    from lesionseg.evaluation.quality import SubjectQuality
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +49,7 @@ class Prediction:
     entropy: Path
     mutual_information: Path
     method: str
+    quality: SubjectQuality  # predicted Dice, score and flags under the model file's quality model
 
 
 def _step_settings(preprocessing: Mapping[str, Any], modalities: tuple[str, ...], mask: bool,
@@ -65,8 +69,10 @@ def predict_subject(model_path: str | Path, images: Mapping[str, str | Path], ou
                     inference: Mapping[str, Any] | None = None, keep_intermediate: bool = False) -> Prediction:
     """Segment one subject with a model file; write ``segmentation.nii.gz``, ``probabilities.nii.gz`` (of the
     network, or of the network + CRF with ``crf``) and the uncertainty maps ``entropy.nii.gz`` and
-    ``mutual_information.nii.gz`` on the grid of the model's reference modality."""
+    ``mutual_information.nii.gz`` on the grid of the model's reference modality, and its quality score
+    (``quality.json``) under the quality model the file holds (an unfitted one if it holds none)."""
     from lesionseg.crf import CRFParameters
+    from lesionseg.evaluation.quality_steps import assess_prediction
     from lesionseg.inference.segmentation_steps import export_subject
     from lesionseg.inference.steps import crf_subject, infer_subject
     from lesionseg.preprocessing.ants_bridge import set_threads
@@ -144,5 +150,9 @@ def predict_subject(model_path: str | Path, images: Mapping[str, str | Path], ou
                        written["segmentation"], written["entropy"], written["mutual_information"],
                        min_component_mm3=inference_settings["min_component_mm3"],
                        probabilities_dtype=inference_settings["probabilities_dtype"])
+        quality = assess_prediction(subject, final, network_mutual_information, work / "image.nii.gz",
+                                    work / "brain_mask.nii.gz", modalities, scheme,
+                                    contents.get("quality_models", {}).get("crf" if crf else "network"),
+                                    out / "quality.json")
     log.info("%s: wrote %s", method, ", ".join(str(path) for path in written.values()))
-    return Prediction(method=method, **written)
+    return Prediction(method=method, quality=quality, **written)

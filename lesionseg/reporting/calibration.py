@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping, Sequence
 
 import pandas as pd
+import numpy as np
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
@@ -47,11 +48,11 @@ def reliability_diagram(histograms: Mapping[str, Mapping[str, ReliabilityHistogr
     colours = method_colours(methods)
     figure = _new_figure(min(max(4.2 * len(regions), 6.0), 16.0), 6.4)
     grid = figure.add_gridspec(2, len(regions), height_ratios=(3.2, 1.0), hspace=0.08)
-    top = None
+    top = bottom = None
     for column, region in enumerate(regions):
         ax = figure.add_subplot(grid[0, column], sharey=top)
-        counts_ax = figure.add_subplot(grid[1, column], sharex=ax)
-        top = top or ax
+        counts_ax = figure.add_subplot(grid[1, column], sharex=ax, sharey=bottom)
+        top, bottom = top or ax, bottom or counts_ax
         ax.plot((0, 1), (0, 1), color="#888888", linestyle=":", linewidth=1.2, label="perfect calibration")
         for method in methods:
             histogram = histograms[method].get(region)
@@ -65,7 +66,7 @@ def reliability_diagram(histograms: Mapping[str, Mapping[str, ReliabilityHistogr
             edges = histogram.edges
             counts_ax.stairs(histogram.count, edges, color=colours[method], linestyle=style, linewidth=1.0,
                              fill=False, alpha=0.9)
-            counts_ax.stairs(histogram.count, edges, color=colours[method], fill=True, alpha=0.12)
+            counts_ax.stairs(histogram.count, edges, color=colours[method], fill=True, alpha=0.06)
         ax.set_xlim(0.0, 1.0)
         ax.set_ylim(0.0, 1.0)
         ax.set_aspect("auto")
@@ -79,11 +80,13 @@ def reliability_diagram(histograms: Mapping[str, Mapping[str, ReliabilityHistogr
             counts_ax.set_ylabel("voxels\nper bin", fontsize=9)
         else:
             ax.tick_params(labelleft=False)
+            counts_ax.tick_params(labelleft=False)
         counts_ax.set_yscale("log")
         counts_ax.set_xlim(0.0, 1.0)
         counts_ax.grid(axis="y", color="#eeeeee", linewidth=0.6)
         counts_ax.set_xlabel("predicted probability of the region (bin mean)", fontsize=10)
         counts_ax.tick_params(labelsize=8)
+        counts_ax.set_xticks(np.linspace(0.0, 1.0, 6))
         if not any(region in h and h[region].total for h in histograms.values()):
             ax.text(0.5, 0.5, "no labelled subject", transform=ax.transAxes, ha="center", va="center",
                     color="#777777")
@@ -92,7 +95,7 @@ def reliability_diagram(histograms: Mapping[str, Mapping[str, ReliabilityHistogr
            Patch(facecolor="#555555", alpha=0.15, label="voxels per bin (log scale)")]
     figure.legend(handles=key, loc="lower center", ncol=3, frameon=False, fontsize=9, bbox_to_anchor=(0.5, 0.0))
     figure.suptitle(title or "Reliability of the probabilities inside the brain", fontsize=12)
-    figure.subplots_adjust(left=0.08, right=0.98, top=0.9, bottom=0.16, wspace=0.08)
+    figure.subplots_adjust(left=0.08, right=0.98, top=0.9, bottom=0.16, wspace=0.12)
     _save_png(figure, path)
 
 

@@ -17,6 +17,8 @@ that holds only tensors and plain data, so that it is read with
     preprocessing            the full preprocessing settings of the training data
     preprocessing_fingerprint  the hash of what defines the preprocessed images' meaning
     crf_parameters           the CRF parameters to use with it (tuned, or as configured), or None
+    quality_models           optional: the quality models fitted on its validation subjects, "network" and
+                             "crf" (lesionseg.evaluation.quality.QualityModel.to_mapping), for lesionseg predict
     provenance               dataset, training and validation subjects, package versions
 """
 
