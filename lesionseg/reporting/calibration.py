@@ -74,7 +74,7 @@ def reliability_diagram(histograms: Mapping[str, Mapping[str, ReliabilityHistogr
         ax.grid(color="#e3e3e3", linewidth=0.7)
         ax.set_axisbelow(True)
         ax.tick_params(labelbottom=False)
-        ax.legend(loc="upper left", fontsize=8, frameon=True, framealpha=0.85)
+        ax.legend(loc="best", fontsize=8, frameon=True, framealpha=0.85)
         if column == 0:
             ax.set_ylabel("observed frequency\n(fraction of the bin's voxels in the region)", fontsize=10)
             counts_ax.set_ylabel("voxels\nper bin", fontsize=9)
