@@ -93,9 +93,9 @@ def test_flags_name_each_reason():
     assert "flair: intensities unlike the training images (roughness)" in reasons
     empty = assess_subject("s3", {"lesion": RegionFeatures(0.0, 1.0, 0.0, 0.0)}, None, reference)
     assert empty.reasons == ["lesion: empty, but every training subject had it"]
-    # Within the margin of the training range: not flagged.
+    # Within the margin of the training range, or a statistic that is not checked: not flagged.
     near = assess_subject("s4", {"lesion": RegionFeatures(20.0, 0.9, 0.1, 0.0)},
-                          {"flair": {"p99": 3.2, "roughness": 0.1}}, reference)
+                          {"flair": {"p99": 9.0, "roughness": 0.24}}, reference)
     assert not near.flagged
     rows = quality_table([fine, doubtful, empty, near])
     assert [row["subject"] for row in rows] == ["s2", "s3", "s1", "s4"]  # flagged first, then by score and name
@@ -148,3 +148,35 @@ def test_the_review_page_puts_the_flagged_and_lowest_scores_first(tmp_path):
     assert "s2 — net, score 0.30" in text and "WT: predicted Dice 0.30 &lt; 0.5" in text
     assert "s1 — net+crf" not in text  # only the first is shown with its overlay ...
     assert text.count("data:image/jpeg") == 1 and text.count("<tr") == 5  # ... every row is in the table
+
+
+def test_broken_inputs_are_flagged_by_their_intensities_and_clean_ones_are_not():
+    """Synthetic subjects normalised as the workflow does: the training images' statistics flag a noise-filled
+    FLAIR, swapped FLAIR and T1, and a strong bias field in a held-out copy, not the held-out subject itself."""
+    from lesionseg.preprocessing.normalisation import normalise
+    from lesionseg.synthetic import synthesize_subject
+
+    modalities = ["flair", "t1", "t1ce", "t2"]
+
+    def statistics(images, brain):
+        return image_features(normalise(images, brain, "percentile-zscore"), brain, modalities)
+
+    subjects = [synthesize_subject("tumor", seed=0, index=i, spacing_mm=4.0) for i in range(6)]
+    stacks = [(np.stack([s.images[m] for m in modalities], axis=-1), s.brain_mask > 0) for s in subjects]
+    reference = fit_quality_model({}, {}, [], [statistics(*stack) for stack in stacks[:5]], ["lesion"])
+    features = {"lesion": RegionFeatures(20.0, 0.9, 0.1, 0.0)}
+    images, brain = stacks[5]
+    assert not assess_subject("held-out", features, statistics(images, brain), reference).flagged
+
+    rng = np.random.default_rng(0)
+    noise = images.copy()
+    noise[..., 0] = rng.normal(images[..., 0][brain].mean(), images[..., 0][brain].std(), size=brain.shape)
+    swapped = images[..., [1, 0, 2, 3]]
+    x = np.linspace(-1.0, 1.0, brain.shape[0])[:, None, None, None]
+    biased = images * np.exp(1.5 * x)
+    for name, broken, modality in (("noise", noise, "flair"), ("swap", swapped, "flair"), ("bias", biased, None)):
+        quality = assess_subject(name, features, statistics(broken, brain), reference)
+        assert quality.flagged, name
+        assert all("intensities unlike the training images" in reason for reason in quality.reasons), quality.reasons
+        if modality:
+            assert any(reason.startswith(modality) for reason in quality.reasons), quality.reasons

@@ -24,7 +24,7 @@ REVIEW_LEGEND = (
     "validation subjects. A subject is flagged, with its reasons, where a predicted Dice is below 0.5, its "
     "uncertainty or the disagreement of its averaged predictions is well above the validation subjects', a "
     "predicted volume lies outside the training range, a region the training data always had is empty, or an "
-    "input's intensities are unlike the training images. The score ranks subjects for a look; it does not "
+    "input's texture is unlike the training images'. The score ranks subjects for a look; it does not "
     "replace one (README 'Quality control')."
 )
 
