@@ -188,6 +188,22 @@ class LabelScheme:
         """Boolean mask of a region in a raw label map."""
         return np.isin(raw, sorted(self.regions[region]))
 
+    def region_classes(self, region: str) -> tuple[int, ...]:
+        """Indices of the classes a segmentation writes into ``region`` (their first raw value is one of its
+        values): the classes whose probabilities add up to the region's."""
+        classes = tuple(i for i, cls in enumerate(self.classes) if cls.raw_values[0] in self.regions[region])
+        if not classes:
+            raise ValueError(f"label scheme {self.name!r}: no class is written with a value of region {region!r} "
+                             f"({sorted(self.regions[region])}); its probability is undefined")
+        return classes
+
+    def region_probability(self, probabilities: np.ndarray, region: str) -> np.ndarray:
+        """A region's probability, the sum of its classes' in ``(class, ...)`` probabilities (float64)."""
+        if probabilities.shape[0] != self.n_classes:
+            raise ValueError(f"probabilities have {probabilities.shape[0]} classes, label scheme {self.name!r} has "
+                             f"{self.n_classes} ({', '.join(self.class_names)})")
+        return probabilities[list(self.region_classes(region))].sum(axis=0, dtype=np.float64)
+
     def describe(self, complete: bool = False) -> dict[str, Any]:
         """Plain-data form, stored with models and reports (read back by :func:`scheme_from_config`).
 

@@ -21,13 +21,14 @@ def method_families(dataset):
 
 
 def overlay_inputs(wildcards):
-    """A subject's input images, the segmentation of every method of a network's family, and the truth if there
-    is one."""
+    """A subject's input images, the segmentation of every method of a network's family, the probabilities of
+    the first (the network, for its uncertainty), and the truth if there is one."""
     methods = method_families(wildcards.dataset)[wildcards.network]
     inputs = {
         "images": images_on_reference_grid(wildcards),
         "segmentations": [f"results/{wildcards.dataset}/segmentations/{m}/{wildcards.subject}.nii.gz"
                           for m in methods],
+        "probabilities": f"results/{wildcards.dataset}/probabilities/{methods[0]}/{wildcards.subject}.nii.gz",
     }
     truth = manifest_rows(wildcards.dataset)[wildcards.subject][LABEL_COLUMN]
     if truth:
@@ -143,6 +144,7 @@ def all_targets(wildcards):
         targets += training_targets(name)
         targets += segmentation_targets(name)
         targets += evaluation_targets(name)
+        targets += quality_targets(name)
         targets += postprocessing_targets(name)
     targets += ["results/overview.html", "results/configuration.html"]
     return targets

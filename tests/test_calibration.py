@@ -18,8 +18,6 @@ from lesionseg.evaluation.calibration import (
     calibration_summary,
     empty_histograms,
     read_reliability_table,
-    region_classes,
-    region_probabilities,
 )
 from lesionseg.inference.outputs import write_probabilities
 from lesionseg.io import write_nifti
@@ -86,14 +84,15 @@ def test_bins_accumulate_the_same_subject_by_subject_or_all_at_once():
 
 
 def test_regions_sum_their_classes_probabilities_inside_the_brain():
-    assert region_classes(BRATS) == {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}
+    assert {region: BRATS.region_classes(region) for region in BRATS.regions} == {
+        "WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}
     # Two voxels: class probabilities (background, necrotic, edema, enhancing).
     probabilities = np.array([[0.1, 0.6], [0.2, 0.1], [0.3, 0.2], [0.4, 0.1]])
-    regions = region_probabilities(probabilities, BRATS)
+    regions = {region: BRATS.region_probability(probabilities, region) for region in BRATS.regions}
     assert np.allclose(regions["WT"], [0.9, 0.4]) and np.allclose(regions["TC"], [0.6, 0.2])
     assert np.allclose(regions["ET"], [0.4, 0.1])
     with pytest.raises(ValueError, match="5 classes"):
-        region_probabilities(np.zeros((5, 2)), BRATS)
+        BRATS.region_probability(np.zeros((5, 2)), "WT")
 
     # A subject of 2 x 2 x 1 voxels, one outside the brain (certain background there: it must not count).
     volume = np.zeros((4, 2, 2, 1))

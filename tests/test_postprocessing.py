@@ -19,7 +19,6 @@ from lesionseg.inference.postprocessing import (
     apply_choice,
     apply_operation,
     choose_postprocessing,
-    region_classes,
 )
 from lesionseg.inference.segmentation_steps import choose_postprocessing_on_validation, postprocess_subject
 from lesionseg.io import read_image, write_nifti
@@ -139,7 +138,7 @@ def brats_tumour() -> np.ndarray:
 
 
 def test_nested_regions_count_in_every_region():
-    assert region_classes(BRATS, "WT") == [1, 2, 3] and region_classes(BRATS, "TC") == [1, 3]
+    assert BRATS.region_classes("WT") == (1, 2, 3) and BRATS.region_classes("TC") == (1, 3)
     truth = brats_tumour()
     prediction = cube(truth.copy(), (5, 5, 5), 2, 3)  # enhancing inside the true edema: TC and ET false positive
     search = choose_postprocessing([ValidationSegmentation.cropped("s", prediction, BRATS.to_raw(truth), ONE_MM)],

@@ -22,12 +22,13 @@ pytestmark = pytest.mark.integration
 MANIFEST = "results/cohort/subjects.tsv"
 TEST_SUBJECT = "SynthTumor_002"
 # What one test subject's new or changed scans run: its own chain (preprocessing to its overlay, for the
-# network and the network+CRF, each with and without post-processing; the calibration of both), then the tables
-# and pages that gather every subject. No training, no CRF tuning, no new choice of the post-processing.
+# network and the network+CRF, each with and without post-processing; the calibration and quality control of
+# both), then the tables and pages that gather every subject. No training, no CRF tuning, no new choice of the
+# post-processing, no new quality model.
 ONE_TEST_SUBJECT = {"skull_strip": 1, "bias_correct": 1, "resample_crop": 1, "normalise": 1, "preprocess_label": 1,
                     "preprocessing_qc": 1, "infer": 1, "crf": 1, "export_results": 2, "postprocess_segmentation": 2,
-                    "overlay": 1, "evaluate": 4, "calibrate": 2, "summarise_calibration": 1, "summarise_dataset": 1,
-                    "subject_table": 1, "runtimes": 1, "overview": 1, "all": 1}
+                    "overlay": 1, "evaluate": 4, "calibrate": 2, "summarise_calibration": 1, "quality_control": 2,
+                    "review": 1, "summarise_dataset": 1, "subject_table": 1, "runtimes": 1, "overview": 1, "all": 1}
 
 
 @pytest.fixture

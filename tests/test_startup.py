@@ -53,6 +53,7 @@ except SystemExit as end:
     "lesionseg.preprocessing.steps",
     "lesionseg.evaluation.steps",
     "lesionseg.evaluation.calibration",
+    "lesionseg.evaluation.quality_steps",
     "lesionseg.reporting.overlays",
 ])
 def test_the_modules_of_rules_without_a_network_import_no_torch(module, tmp_path):

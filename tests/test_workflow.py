@@ -158,9 +158,10 @@ def test_preprocessing_and_training_end_to_end_with_incremental_reruns(tmp_path)
     changed = PREPROCESSING_CONFIG.replace("percentile-zscore", "zscore")
     planned = jobs_planned(run(tmp_path, changed, "--dry-run"))
     downstream = {"infer": 4, "ensemble": 2, "tune_crf": 3, "crf": 6, "export_results": 6,
-                  "choose_postprocessing": 6, "postprocess_segmentation": 6, "evaluate": 12, "overlay": 3,
+                  "choose_postprocessing": 6, "postprocess_segmentation": 6, "evaluate": 12, "overlay": 3, "review": 1,
                   "calibrate": 6, "summarise_calibration": 1, "summarise_dataset": 1, "subject_table": 1,
-                  "summarise_postprocessing": 1, "runtimes": 1, "overview": 1}
+                  "summarise_postprocessing": 1, "runtimes": 1, "overview": 1, "fit_quality_model": 6,
+                  "quality_control": 6}
     assert planned == {"normalise": 3, "preprocessing_qc": 3, "train_model": 3, "learning_curves": 2, **downstream,
                        "all": 1}, planned
     # Changing which modalities N4 corrects re-runs from N4 on, not skull-stripping.
@@ -181,8 +182,9 @@ def test_preprocessing_and_training_end_to_end_with_incremental_reruns(tmp_path)
     planned = jobs_planned(run(tmp_path, changed, "--dry-run"))
     assert planned == {"train_model": 2, "learning_curves": 1, "infer": 2, "ensemble": 2, "tune_crf": 2, "crf": 4,
                        "export_results": 4, "choose_postprocessing": 4, "postprocess_segmentation": 4, "evaluate": 8,
-                       "overlay": 2, "calibrate": 4, "summarise_calibration": 1, "summarise_dataset": 1, "subject_table": 1, "summarise_postprocessing": 1,
-                       "runtimes": 1, "overview": 1, "all": 1}, planned
+                       "overlay": 2, "review": 1, "calibrate": 4, "summarise_calibration": 1, "fit_quality_model": 4,
+                       "quality_control": 4, "summarise_dataset": 1, "subject_table": 1,
+                       "summarise_postprocessing": 1, "runtimes": 1, "overview": 1, "all": 1}, planned
 
     # Every method's results for the test subject, on its original grid, in raw label values.
     methods = ["tiny", "flat", "both", "tiny+crf", "flat+crf", "both+crf"]
@@ -193,6 +195,14 @@ def test_preprocessing_and_training_end_to_end_with_incremental_reruns(tmp_path)
         probabilities = read_image(tmp_path / f"results/demo/probabilities/{method}/{subject}.nii.gz")
         assert probabilities.data.shape == (*raw.data.shape, 5)
         assert np.allclose(probabilities.data.sum(axis=-1), 1, atol=1e-3)
+        # Its uncertainty maps on the same grid: the network's (or ensemble's) predictions disagree only where
+        # there are several (the ensemble both; tiny and flat are one network each).
+        for kind in ("entropy", "mutual_information"):
+            uncertainty = read_image(tmp_path / f"results/demo/{kind}/{method}/{subject}.nii.gz")
+            assert uncertainty.data.shape == raw.data.shape and np.allclose(uncertainty.affine, raw.affine)
+            assert 0 <= uncertainty.data.min() and uncertainty.data.max() <= 1, (kind, method)
+        disagreement = read_image(tmp_path / f"results/demo/mutual_information/{method}/{subject}.nii.gz").data
+        assert (disagreement.max() > 0) == method.startswith("both"), method
         # Its post-processed twin: the same segmentation, some components set to background.
         postprocessed = read_image(tmp_path / f"results/demo/segmentations/{method}+pp/{subject}.nii.gz", dtype=None)
         assert np.allclose(postprocessed.affine, raw.affine), method
@@ -201,6 +211,18 @@ def test_preprocessing_and_training_end_to_end_with_incremental_reruns(tmp_path)
         choice = yaml.safe_load((tmp_path / f"results/demo/postprocessing/{method}.yaml").read_text())
         assert list(choice["choice"]) == ["WT", "TC", "ET"] and choice["validation_subjects"] == ["SynthTumor_002"]
         assert len(choice["candidates"]) == 3 * (1 + 7 + 1)  # per region: none, 7 sizes, the largest component
+    # Every method with probabilities has its quality table: the test subject's predicted Dice per region, score
+    # and flags, under a quality model from the validation subject (one is too few to fit: the expected Dice).
+    for method in methods:
+        quality = pd.read_csv(tmp_path / f"results/demo/qc/{method}.csv")
+        assert list(quality["subject"]) == [subject], method
+        assert {"score", "flagged", "reasons", "predicted_dice_WT", "uncertainty_ET", "volume_ml_TC"} <= set(quality)
+        assert 0 <= quality["score"].iloc[0] <= 1 and quality["flagged"].dtype == bool
+        model = yaml.safe_load((tmp_path / f"results/demo/quality/{method}.yaml").read_text())
+        assert model["validation_subjects"] == ["SynthTumor_002"] and not model["dice"]["WT"]["fitted"]
+        assert model["training_subjects"] == 1 and set(model["intensity_range"]) == {"flair", "t1", "t1ce", "t2"}
+    assert set(json.loads((tmp_path / f"results/demo/qc/preprocessing/{subject}.json").read_text())) == {
+        "flair", "t1", "t1ce", "t2"}
     choices = pd.read_csv(tmp_path / "results/demo/postprocessing/summary.csv")
     assert list(choices["method"]) == [m for m in methods for _ in range(3)]
     inference = tmp_path / "results/demo/inference"
@@ -215,21 +237,22 @@ def test_preprocessing_and_training_end_to_end_with_incremental_reruns(tmp_path)
     planned = jobs_planned(run(tmp_path, PREPROCESSING_CONFIG.replace("iterations: 2}", "iterations: 3}"),
                                "--dry-run"))
     assert planned == {"tune_crf": 3, "crf": 6, "export_results": 3, "choose_postprocessing": 3,
-                       "postprocess_segmentation": 3, "evaluate": 6, "overlay": 3, "calibrate": 3,
-                       "summarise_calibration": 1, "summarise_dataset": 1,
+                       "postprocess_segmentation": 3, "evaluate": 6, "overlay": 3, "review": 1, "calibrate": 3,
+                       "summarise_calibration": 1, "fit_quality_model": 3, "quality_control": 3, "summarise_dataset": 1,
                        "subject_table": 1, "summarise_postprocessing": 1, "runtimes": 1, "overview": 1,
                        "all": 1}, planned
     # Removing small components re-runs the export and what starts from it.
     planned = jobs_planned(run(tmp_path, PREPROCESSING_CONFIG.replace("min_component_mm3: 200",
                                                                       "min_component_mm3: 0"), "--dry-run"))
     assert planned == {"export_results": 6, "choose_postprocessing": 6, "postprocess_segmentation": 6, "evaluate": 12,
-                       "overlay": 3, "calibrate": 6, "summarise_calibration": 1, "summarise_dataset": 1, "subject_table": 1, "summarise_postprocessing": 1,
-                       "runtimes": 1, "overview": 1, "all": 1}, planned
+                       "overlay": 3, "review": 1, "calibrate": 6, "summarise_calibration": 1, "summarise_dataset": 1,
+                       "subject_table": 1, "summarise_postprocessing": 1, "runtimes": 1, "overview": 1,
+                       "all": 1}, planned
     # The sizes the post-processing tries re-run its choice and the post-processed methods only.
     planned = jobs_planned(run(tmp_path, PREPROCESSING_CONFIG + "postprocessing: {min_component_mm3: [20]}\n",
                                "--dry-run"))
     assert planned == {"choose_postprocessing": 6, "postprocess_segmentation": 6, "evaluate": 6, "overlay": 3,
-                       "summarise_dataset": 1, "subject_table": 1, "summarise_postprocessing": 1, "overview": 1,
+                       "review": 1, "summarise_dataset": 1, "subject_table": 1, "summarise_postprocessing": 1, "overview": 1,
                        "all": 1}, planned
 
     # Scores per method, the dataset's summaries and an overlay per method and test subject.

@@ -165,29 +165,6 @@ class ReliabilityHistogram:
         return float(self.sum_squared_error.sum() / total) if total else math.nan
 
 
-def region_classes(scheme: LabelScheme) -> dict[str, tuple[int, ...]]:
-    """Region -> the indices of the classes whose probabilities make it up (a class whose segmentation value, its
-    first raw value, is one of the region's; module docstring)."""
-    regions = {}
-    for region, values in scheme.regions.items():
-        regions[region] = tuple(i for i, cls in enumerate(scheme.classes) if cls.raw_values[0] in values)
-        if not regions[region]:
-            raise ValueError(f"label scheme {scheme.name!r}: no class is written with a value of region {region!r} "
-                             f"({sorted(values)}); its probability is undefined")
-    return regions
-
-
-def region_probabilities(probabilities: np.ndarray, scheme: LabelScheme) -> dict[str, np.ndarray]:
-    """Region -> its probability, the sum of its classes' (``probabilities``: ``(class, ...)``, one per class of
-    ``scheme``)."""
-    probabilities = np.asarray(probabilities)
-    if probabilities.shape[0] != scheme.n_classes:
-        raise ValueError(f"probabilities have {probabilities.shape[0]} classes, label scheme {scheme.name!r} has "
-                         f"{scheme.n_classes} ({', '.join(scheme.class_names)})")
-    return {region: probabilities[list(classes)].sum(axis=0, dtype=np.float64)
-            for region, classes in region_classes(scheme).items()}
-
-
 def empty_histograms(scheme: LabelScheme, n_bins: int = N_BINS) -> dict[str, ReliabilityHistogram]:
     """One empty histogram per region of ``scheme``."""
     return {region: ReliabilityHistogram.empty(n_bins) for region in scheme.regions}
@@ -204,8 +181,8 @@ def add_subject(histograms: Mapping[str, ReliabilityHistogram], probabilities: n
                          f"{brain.shape} are not on one grid")
     inside = np.asarray(probabilities)[:, brain]  # (class, voxels): only the brain's voxels are kept
     truth = truth_raw[brain]
-    for region, probability in region_probabilities(inside, scheme).items():
-        histograms[region].add(probability, scheme.region_mask(truth, region))
+    for region in scheme.regions:
+        histograms[region].add(scheme.region_probability(inside, region), scheme.region_mask(truth, region))
 
 
 def calibration_summary(histograms: Mapping[str, ReliabilityHistogram], subjects: int) -> list[dict[str, Any]]:

@@ -38,7 +38,6 @@ from typing import Any
 
 import numpy as np
 
-from lesionseg.inference.postprocessing import region_classes
 from lesionseg.inference.uncertainty import normalised_entropy
 from lesionseg.labels import LabelScheme
 
@@ -76,17 +75,12 @@ class RegionFeatures:
     disagreement: float
 
 
-def region_probability(probabilities: np.ndarray, scheme: LabelScheme, region: str) -> np.ndarray:
-    """A region's probability: the sum of its classes' in ``(class, x, y, z)`` probabilities."""
-    return np.clip(probabilities[region_classes(scheme, region)].sum(axis=0), 0.0, 1.0)
-
-
 def segmentation_features(probabilities: np.ndarray, mutual_information: np.ndarray, scheme: LabelScheme,
                           voxel_ml: float) -> dict[str, RegionFeatures]:
     """Region -> its features, from ``(class, x, y, z)`` probabilities and the ``(x, y, z)`` mutual information."""
     features = {}
     for region in scheme.regions:
-        p = region_probability(probabilities, scheme, region).astype(np.float64)
+        p = np.clip(scheme.region_probability(probabilities, region), 0.0, 1.0)
         predicted = p >= 0.5
         n_predicted = int(np.count_nonzero(predicted))
         denominator = p.sum() + n_predicted

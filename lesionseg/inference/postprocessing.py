@@ -102,11 +102,6 @@ class PostprocessingChoice:
         return cls({str(region): RegionOperation.from_mapping(entry) for region, entry in mapping.items()})
 
 
-def region_classes(scheme: LabelScheme, region: str) -> list[int]:
-    """Indices of the classes whose written raw value (their first) is in ``region``."""
-    return [index for index, cls in enumerate(scheme.classes) if cls.raw_values[0] in scheme.regions[region]]
-
-
 @dataclass(frozen=True)
 class RegionComponents:
     """The connected components of one region in a class map."""
@@ -117,7 +112,7 @@ class RegionComponents:
     @classmethod
     def of(cls, classes: np.ndarray, scheme: LabelScheme, region: str,
            spacing: Sequence[float]) -> RegionComponents:
-        labels, count = ndi.label(np.isin(classes, region_classes(scheme, region)),
+        labels, count = ndi.label(np.isin(classes, scheme.region_classes(region)),
                                   structure=np.ones((3,) * classes.ndim, dtype=bool))
         voxel_mm3 = float(np.prod(np.asarray(spacing, dtype=np.float64)))
         return cls(labels, np.bincount(labels.ravel(), minlength=count + 1)[1:] * voxel_mm3)

@@ -26,7 +26,6 @@ from matplotlib.patches import Patch
 
 from lesionseg.evaluation.metrics import dice
 from lesionseg.inference.methods import split_method
-from lesionseg.inference.postprocessing import region_classes
 from lesionseg.inference.uncertainty import normalised_entropy
 from lesionseg.io import read_channels, read_image
 from lesionseg.labels import LabelScheme
@@ -167,7 +166,7 @@ def heat(values: np.ndarray) -> np.ndarray:
 def region_uncertainty(probabilities: np.ndarray, scheme: LabelScheme, region: str) -> np.ndarray:
     """Entropy (in [0, 1]) of a region's probability, the sum of its classes' in ``(class, x, y, z)``
     probabilities: how unsure a method is whether a voxel belongs to the region."""
-    inside = np.clip(probabilities[region_classes(scheme, region)].sum(axis=0), 0.0, 1.0)
+    inside = np.clip(scheme.region_probability(probabilities, region), 0.0, 1.0)
     return normalised_entropy(np.stack([inside, 1.0 - inside]))
 
 
