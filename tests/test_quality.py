@@ -93,10 +93,14 @@ def test_flags_name_each_reason():
     assert "flair: intensities unlike the training images (roughness)" in reasons
     empty = assess_subject("s3", {"lesion": RegionFeatures(0.0, 1.0, 0.0, 0.0)}, None, reference)
     assert empty.reasons == ["lesion: empty, but every training subject had it"]
-    # Within the margin of the training range, or a statistic that is not checked: not flagged.
+    # Within the margin of the training range (here half its span), or a statistic that is not checked: not
+    # flagged; one training subject's range is widened by a tenth of its value.
     near = assess_subject("s4", {"lesion": RegionFeatures(20.0, 0.9, 0.1, 0.0)},
                           {"flair": {"p99": 9.0, "roughness": 0.24}}, reference)
     assert not near.flagged
+    single = model(intensity_range={"flair": {"roughness": (0.5, 0.5)}})
+    for roughness, flagged in ((0.54, False), (0.46, False), (0.56, True), (0.44, True)):
+        assert assess_subject("s5", fine.features, {"flair": {"roughness": roughness}}, single).flagged == flagged
     rows = quality_table([fine, doubtful, empty, near])
     assert [row["subject"] for row in rows] == ["s2", "s3", "s1", "s4"]  # flagged first, then by score and name
     assert rows[0]["flagged"] and rows[0]["predicted_dice_lesion"] == 0.4 and rows[0]["volume_ml_lesion"] == 200.0

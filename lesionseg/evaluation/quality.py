@@ -22,7 +22,8 @@ the reasons, when
 - a predicted volume lies outside the training range (beyond :data:`VOLUME_FACTOR` times its ends);
 - a region is predicted empty although no training subject had it empty;
 - an input's texture (:data:`CHECKED_STATISTICS`) lies outside the training range, widened by
-  :data:`RANGE_MARGIN` of its span: a modality replaced by noise, two modalities swapped, a strong bias field.
+  :data:`RANGE_MARGIN` of its span (at least :data:`RANGE_FLOOR` of its upper end): a modality replaced by noise,
+  two modalities swapped, a strong bias field.
 
 The ideas follow Jungo & Reyes 2019 (uncertainty estimates aggregated per structure flag failed
 segmentations) and Roy et al. 2019 (structure-wise quality from prediction agreement). The score ranks subjects
@@ -50,7 +51,10 @@ OUTLIER_FACTOR = 1.5
 VOLUME_FACTOR = 2.0
 """A predicted volume below the smallest training volume / this, or above the largest * this, flags a subject."""
 RANGE_MARGIN = 0.5
-"""Checked statistics may lie this fraction of the training span outside the training range."""
+"""Checked statistics may lie this fraction of the training span outside the training range ..."""
+RANGE_FLOOR = 0.1
+"""... or this fraction of the range's upper end, if that is more: a range from one or two training subjects has
+next to no span. (A FLAIR filled with noise has a roughness of 0.84; clean synthetic FLAIRs at 4 mm reach 0.72.)"""
 IMAGE_STATISTICS = ("p01", "p50", "p99", "roughness")
 """Per modality, inside the brain: percentiles 1, 50 and 99, and the roughness, the mean absolute difference of
 neighbouring voxels over the interquartile range (0.84 for pure noise, 0.35-0.7 for the synthetic MR images)."""
@@ -236,9 +240,9 @@ class SubjectQuality:
         return bool(self.reasons)
 
 
-def _outside(value: float, low: float, high: float, margin: float) -> bool:
-    span = high - low
-    return value < low - margin * span - 1e-9 or value > high + margin * span + 1e-9
+def _outside(value: float, low: float, high: float) -> bool:
+    margin = max(RANGE_MARGIN * (high - low), RANGE_FLOOR * abs(high))
+    return value < low - margin - 1e-9 or value > high + margin + 1e-9
 
 
 def assess_subject(subject: str, features: Mapping[str, RegionFeatures],
@@ -264,7 +268,7 @@ def assess_subject(subject: str, features: Mapping[str, RegionFeatures],
     for modality, statistics in (image_statistics or {}).items():
         ranges = model.intensity_range.get(modality, {})
         outside = [name for name, value in statistics.items()
-                   if name in CHECKED_STATISTICS and name in ranges and _outside(value, *ranges[name], RANGE_MARGIN)]
+                   if name in CHECKED_STATISTICS and name in ranges and _outside(value, *ranges[name])]
         if outside:
             reasons.append(f"{modality}: intensities unlike the training images ({', '.join(outside)})")
     return SubjectQuality(subject, predicted, features, reasons)
