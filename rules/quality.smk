@@ -23,8 +23,7 @@ rule fit_quality_model:
     localrule: True  # seconds of work: not worth a cluster job
     threads: 1
     resources:
-        # One subject's probabilities at a time.
-        mem_mb=lambda wc, input: int(1000 + 30 * input_mb(input) / max(1, len(input.probabilities))),
+        mem_mb=quality_mem_mb,
         runtime=image_runtime(5, 0.02),
     conda:
         "../envs/io.yaml"
@@ -49,7 +48,7 @@ rule quality_control:
     localrule: True
     threads: 1
     resources:
-        mem_mb=lambda wc, input: int(1000 + 30 * input_mb(input) / max(1, len(input.probabilities))),
+        mem_mb=quality_mem_mb,
         runtime=image_runtime(5, 0.02),
     conda:
         "../envs/io.yaml"

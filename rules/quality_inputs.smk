@@ -30,6 +30,12 @@ def quality_model_file(wildcards):
     return f"results/{dataset}/quality/{name}{CRF_SUFFIX if crf else ''}.yaml"
 
 
+def quality_mem_mb(wildcards, input):
+    """One subject's probabilities (and its network's) at a time, beside the small per-subject results."""
+    subjects = max(1, len(getattr(input, "probabilities", [])))
+    return int(1000 + 30 * input_mb(input) / subjects)
+
+
 def reference_training_subjects(dataset):
     """The subjects whose truth and images give a quality model its training ranges: the train split, or every
     labelled subject of the folds."""
@@ -42,13 +48,14 @@ def quality_model_inputs(wildcards):
     trained here (its model is then unfitted and only read for an imported model file)."""
     dataset = wildcards.dataset
     if not fitted_here(dataset, wildcards.method):
-        return {"probabilities": [], "mutual_information": [], "labels": [], "training_labels": [],
-                "training_statistics": []}
-    network = split_method(wildcards.method)[0]
+        return {}
+    network, crf = split_method(wildcards.method)
     validation = validation_subjects(dataset)
     training = reference_training_subjects(dataset)
     return {
         "probabilities": [f"results/{dataset}/inference/{wildcards.method}/{s}.nii.gz" for s in validation],
+        "network_probabilities": [f"results/{dataset}/inference/{network}/{s}.nii.gz" for s in validation] if crf
+        else [],
         "mutual_information": [f"results/{dataset}/inference_mutual_information/{network}/{s}.nii.gz"
                                for s in validation],
         "labels": [f"results/{dataset}/preprocessed/{s}/label.nii.gz" for s in validation],
@@ -58,13 +65,15 @@ def quality_model_inputs(wildcards):
 
 
 def quality_control_inputs(wildcards):
-    """The method's probabilities, its network's disagreement and the image statistics of every subject it
-    segments, and its quality model."""
+    """The method's probabilities (after the CRF, its network's too), its network's disagreement and the image
+    statistics of every subject it segments, and its quality model."""
     dataset, method = wildcards.dataset, wildcards.method
-    network = split_method(method)[0]
+    network, crf = split_method(method)
     subjects = method_subjects(dataset, method)
     return {
         "probabilities": [f"results/{dataset}/inference/{method}/{s}.nii.gz" for s in subjects],
+        "network_probabilities": [f"results/{dataset}/inference/{network}/{s}.nii.gz" for s in subjects] if crf
+        else [],
         "mutual_information": [f"results/{dataset}/inference_mutual_information/{network}/{s}.nii.gz"
                                for s in subjects],
         "statistics": [f"results/{dataset}/qc/preprocessing/{s}.json" for s in subjects],

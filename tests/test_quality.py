@@ -47,9 +47,17 @@ def test_features_say_how_sure_the_probabilities_are_of_their_own_segmentation()
     assert hesitant["lesion"].expected_dice == pytest.approx(0.75)
     assert hesitant["lesion"].uncertainty == pytest.approx(0.971, abs=1e-3)
     assert hesitant["lesion"].disagreement == pytest.approx(0.3)
-    # Nothing predicted, nothing probable: a perfect (empty) segmentation by its own account.
+    # Nothing predicted, nothing probable: a perfect (empty) segmentation by its own account; nothing predicted
+    # where 64 voxels are at 0.01: the truth is empty with a chance of exp(-0.64).
     empty = segmentation_features(lesion_probabilities((12, 12, 12), 0.0), mutual_information, scheme, 0.001)
     assert empty["lesion"] == RegionFeatures(0.0, 1.0, 0.0, 0.0)
+    faint = segmentation_features(lesion_probabilities((12, 12, 12), 0.01), mutual_information, scheme, 0.001)
+    assert faint["lesion"].volume_ml == 0 and faint["lesion"].expected_dice == pytest.approx(np.exp(-0.64), abs=1e-5)
+    # After the CRF: its (near-binary) segmentation judged by the network's probabilities.
+    after_crf = segmentation_features(lesion_probabilities((12, 12, 12), 0.99), mutual_information, scheme, 0.001,
+                                      network_probabilities=lesion_probabilities((12, 12, 12), 0.6))
+    assert after_crf["lesion"].expected_dice == pytest.approx(0.75)
+    assert after_crf["lesion"].uncertainty == pytest.approx(0.971, abs=1e-3)
 
 
 def test_the_predicted_dice_is_fitted_on_enough_validation_subjects_or_left_as_the_expected_dice():

@@ -3,10 +3,12 @@
 For each subject, method and evaluation region, from the method's probabilities (preprocessing grid) and the
 mutual information of its network's averaged predictions (:mod:`lesionseg.inference.uncertainty`):
 
-- the **expected Dice**: the Dice of the segmentation against the method's own probabilities,
-  ``2 sum(p * s) / (sum(p) + sum(s))`` with ``s = p >= 0.5``: what the Dice would be on average if the
-  probabilities were calibrated. A confident segmentation scores near 1, a hesitant one lower;
-- the **uncertainty**: the mean entropy of the region's probability inside the predicted region;
+- the **expected Dice**: the Dice of the segmentation ``s`` against the network's probabilities ``p`` (the
+  method's own, or for a method after the CRF its network's, since the CRF's marginals are nearly 0 or 1),
+  ``2 sum(p * s) / (sum(p) + sum(s))``: about what the Dice would be if the probabilities were calibrated. A
+  confident segmentation scores near 1, a hesitant one lower. For a region predicted empty it is the chance
+  that the truth is empty too, ``exp(-sum(p))`` (the evaluation scores empty against empty as 1);
+- the **uncertainty**: the mean entropy of the region's probability (the network's) inside the predicted region;
 - the **disagreement**: the mean mutual information inside the predicted region (0 for a single prediction);
 - the predicted **volume** (ml).
 
@@ -48,7 +50,7 @@ LOW_DICE = 0.5
 """A region's predicted Dice below this flags the subject."""
 OUTLIER_FACTOR = 1.5
 """Uncertainty or disagreement above this many times the highest of the validation subjects flags a subject."""
-VOLUME_FACTOR = 2.0
+VOLUME_FACTOR = 3.0
 """A predicted volume below the smallest training volume / this, or above the largest * this, flags a subject."""
 RANGE_MARGIN = 0.5
 """Checked statistics may lie this fraction of the training span outside the training range ..."""
@@ -80,15 +82,21 @@ class RegionFeatures:
 
 
 def segmentation_features(probabilities: np.ndarray, mutual_information: np.ndarray, scheme: LabelScheme,
-                          voxel_ml: float) -> dict[str, RegionFeatures]:
-    """Region -> its features, from ``(class, x, y, z)`` probabilities and the ``(x, y, z)`` mutual information."""
+                          voxel_ml: float, network_probabilities: np.ndarray | None = None
+                          ) -> dict[str, RegionFeatures]:
+    """Region -> its features, from a method's ``(class, x, y, z)`` probabilities (its segmentation: a region
+    where its probability is at least 0.5), the ``(x, y, z)`` mutual information and, for a method after the
+    CRF, its network's probabilities (None: the method's own are the network's)."""
+    belief = probabilities if network_probabilities is None else network_probabilities
     features = {}
     for region in scheme.regions:
-        p = np.clip(scheme.region_probability(probabilities, region), 0.0, 1.0)
-        predicted = p >= 0.5
+        predicted = scheme.region_probability(probabilities, region) >= 0.5
+        p = np.clip(scheme.region_probability(belief, region), 0.0, 1.0)
         n_predicted = int(np.count_nonzero(predicted))
-        denominator = p.sum() + n_predicted
-        expected = 1.0 if denominator < 1e-6 else float(2 * p[predicted].sum() / denominator)
+        if n_predicted:
+            expected = float(2 * p[predicted].sum() / (p.sum() + n_predicted))
+        else:
+            expected = float(np.exp(-p.sum()))
         if n_predicted:
             entropy = normalised_entropy(np.stack([p[predicted], 1 - p[predicted]]))
             uncertainty, disagreement = float(entropy.mean()), float(mutual_information[predicted].mean())

@@ -52,13 +52,15 @@ def read_image_statistics(path: PathLike) -> dict[str, dict[str, float]]:
     return json.loads(Path(path).read_text())
 
 
-def subject_features(probabilities_path: PathLike, mutual_information_path: PathLike,
-                     scheme: LabelScheme) -> tuple[dict[str, RegionFeatures], np.ndarray]:
-    """A subject's features under a method and its predicted label map (raw values)."""
+def subject_features(probabilities_path: PathLike, mutual_information_path: PathLike, scheme: LabelScheme,
+                     network_probabilities_path: PathLike | None = None) -> tuple[dict[str, RegionFeatures], np.ndarray]:
+    """A subject's features under a method (after the CRF: with its network's probabilities) and its predicted
+    label map (raw values)."""
     probabilities = read_probabilities(probabilities_path)
     mutual_information = read_image(mutual_information_path).data
+    network = None if network_probabilities_path is None else read_probabilities(network_probabilities_path).data
     voxel_ml = float(np.prod(probabilities.spacing[:3])) / 1000.0
-    features = segmentation_features(probabilities.data, mutual_information, scheme, voxel_ml)
+    features = segmentation_features(probabilities.data, mutual_information, scheme, voxel_ml, network)
     return features, scheme.to_raw(probabilities.data.argmax(axis=0).astype(np.uint8))
 
 
@@ -66,14 +68,16 @@ def fit_quality_model_on_validation(
     validation_subjects: Sequence[str], probability_paths: Sequence[PathLike],
     mutual_information_paths: Sequence[PathLike], label_paths: Sequence[PathLike],
     training_label_paths: Sequence[PathLike], training_statistics_paths: Sequence[PathLike],
-    scheme: LabelScheme, output: PathLike,
+    scheme: LabelScheme, output: PathLike, network_probability_paths: Sequence[PathLike] = (),
 ) -> QualityModel:
-    """Fit a method's quality model and write it as YAML (the features, true Dice and training ranges it used)."""
+    """Fit a method's quality model and write it as YAML (the features, true Dice and training ranges it used);
+    ``network_probability_paths``: for a method after the CRF, its network's probabilities of the same subjects."""
     regions = list(scheme.regions)
     features, true_dice = {}, {}
-    for subject, probabilities, mutual_information, label in zip(
-            validation_subjects, probability_paths, mutual_information_paths, label_paths, strict=True):
-        features[subject], predicted = subject_features(probabilities, mutual_information, scheme)
+    networks = list(network_probability_paths) or [None] * len(validation_subjects)
+    for subject, probabilities, mutual_information, label, network in zip(
+            validation_subjects, probability_paths, mutual_information_paths, label_paths, networks, strict=True):
+        features[subject], predicted = subject_features(probabilities, mutual_information, scheme, network)
         true_dice[subject] = region_dice(predicted, read_image(label, dtype=None).data, scheme)
     training_volumes = []
     for path in training_label_paths:
@@ -102,12 +106,13 @@ def read_quality_model(path: PathLike) -> QualityModel:
 
 def assess_prediction(subject: str, probabilities_path: PathLike, mutual_information_path: PathLike,
                       image_path: PathLike, mask_path: PathLike, modalities: Sequence[str], scheme: LabelScheme,
-                      model: Mapping[str, Any] | None, output: PathLike) -> SubjectQuality:
+                      model: Mapping[str, Any] | None, output: PathLike,
+                      network_probabilities_path: PathLike | None = None) -> SubjectQuality:
     """One subject's quality under a model file's quality model (its YAML mapping; None: unfitted, no
     reference), from its preprocessing-grid outputs and image (lesionseg predict); written as JSON."""
     quality_model = (QualityModel.from_mapping(model) if model is not None
                      else fit_quality_model({}, {}, [], [], list(scheme.regions)))
-    features, _ = subject_features(probabilities_path, mutual_information_path, scheme)
+    features, _ = subject_features(probabilities_path, mutual_information_path, scheme, network_probabilities_path)
     image = read_image(image_path)
     statistics = image_features(image.data, read_image(mask_path, dtype=None).data > 0, modalities)
     quality = assess_subject(subject, features, statistics, quality_model)
@@ -119,13 +124,16 @@ def assess_prediction(subject: str, probabilities_path: PathLike, mutual_informa
 
 def assess_method(subjects: Sequence[str], probability_paths: Sequence[PathLike],
                   mutual_information_paths: Sequence[PathLike], statistics_paths: Sequence[PathLike],
-                  model_path: PathLike, scheme: LabelScheme, output: PathLike) -> pd.DataFrame:
-    """Every subject's predicted Dice, score and flags under a method, the subjects to review first, as CSV."""
+                  model_path: PathLike, scheme: LabelScheme, output: PathLike,
+                  network_probability_paths: Sequence[PathLike] = ()) -> pd.DataFrame:
+    """Every subject's predicted Dice, score and flags under a method (after the CRF: with its network's
+    probabilities), the subjects to review first, as CSV."""
     model = read_quality_model(model_path)
     assessed = []
-    for subject, probabilities, mutual_information, statistics in zip(
-            subjects, probability_paths, mutual_information_paths, statistics_paths, strict=True):
-        features, _ = subject_features(probabilities, mutual_information, scheme)
+    networks = list(network_probability_paths) or [None] * len(subjects)
+    for subject, probabilities, mutual_information, statistics, network in zip(
+            subjects, probability_paths, mutual_information_paths, statistics_paths, networks, strict=True):
+        features, _ = subject_features(probabilities, mutual_information, scheme, network)
         assessed.append(assess_subject(subject, features, read_image_statistics(statistics), model))
     table = pd.DataFrame(quality_table(assessed))
     flagged = table[table["flagged"]] if not table.empty else table

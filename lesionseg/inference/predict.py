@@ -153,6 +153,6 @@ def predict_subject(model_path: str | Path, images: Mapping[str, str | Path], ou
         quality = assess_prediction(subject, final, network_mutual_information, work / "image.nii.gz",
                                     work / "brain_mask.nii.gz", modalities, scheme,
                                     contents.get("quality_models", {}).get("crf" if crf else "network"),
-                                    out / "quality.json")
+                                    out / "quality.json", network_output if crf else None)
     log.info("%s: wrote %s", method, ", ".join(str(path) for path in written.values()))
     return Prediction(method=method, quality=quality, **written)
